@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what aiwm-worker's build and tests need on Debian 12:
+# the C libraries, the test peers (podman, docker-registry, busybox-static)
+# and the npm packages of the test controller. Idempotent and quiet when
+# everything is present. As root it installs; otherwise it prints the
+# exact command to run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEB_PKGS=(
+  build-essential cmake pkg-config clang
+  libssl-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev libcmocka-dev libsystemd-dev
+  nodejs npm openssl curl python3 procps iproute2
+)
+# Extra peers that some tests need (added by the modules that use them).
+if [ -f scripts/deps-extra.txt ]; then
+  while read -r p; do [ -n "$p" ] && [ "${p#\#}" = "$p" ] && DEB_PKGS+=("$p"); done < scripts/deps-extra.txt
+fi
+
+missing=()
+for p in "${DEB_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  cmd="apt-get install -y --no-install-recommends ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing Debian packages; run as root:" >&2
+    echo "  apt-get update && $cmd" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The test controller's npm packages (socket.io@4, jsonwebtoken).
+if [ -f tests/controller/package.json ]; then
+  if [ ! -d tests/controller/node_modules ] || [ tests/controller/package-lock.json -nt tests/controller/node_modules/.package-lock.json ]; then
+    (cd tests/controller && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+fi
