@@ -101,7 +101,13 @@ static void flush_out(session *s) {
         buf_reset(&s->out);
 }
 
+static void schedule_reconnect_why(session *s, const char *why);
+
 static void schedule_reconnect(session *s) {
+        schedule_reconnect_why(s, "waiting to reconnect");
+}
+
+static void schedule_reconnect_why(session *s, const char *why) {
         uint32_t rnd = 0;
         uint64_t d;
         char ms[32];
@@ -113,7 +119,7 @@ static void schedule_reconnect(session *s) {
         d = backoff_next(&s->bo, rnd);
         snprintf(ms, sizeof ms, "%llu", (unsigned long long)d);
         log_info("reconnecting after backoff", "delay_ms", ms, NULL);
-        set_state(s, SESSION_IDLE, "waiting to reconnect");
+        set_state(s, SESSION_IDLE, why);
         loop_timer_arm(s->t_reconnect, d);
 }
 
@@ -148,7 +154,7 @@ static void drop_now(session *s, const char *why, bool is_problem) {
         teardown(s);
         if (was_up)
                 s->reconnects++;
-        schedule_reconnect(s);
+        schedule_reconnect_why(s, why);
 }
 
 static void request_drop(session *s, const char *why) {
@@ -267,6 +273,10 @@ static void on_connection_ack(session *s, json_t *env) {
                 log_info("connection accepted", "nodeId", msg_str(env, "nodeId") ? msg_str(env, "nodeId") : "",
                          "controllerId", msg_str(env, "controllerId") ? msg_str(env, "controllerId") : "", NULL);
                 backoff_reset(&s->bo);
+                if (s->o.check_only) {
+                        set_state(s, SESSION_REGISTERED, "connection accepted (check only, not registered)");
+                        return;
+                }
                 set_state(s, SESSION_REGISTERING, "registering");
                 s->heartbeat_ms = s->o.heartbeat_ms;
                 s->metrics_ms = s->o.metrics_ms;
@@ -468,7 +478,7 @@ static void attempt(session *s) {
         token = s->h.token(s->h.userdata, err, sizeof err);
         if (!token) {
                 problem(s, "no token", err);
-                schedule_reconnect(s);
+                schedule_reconnect_why(s, err);
                 return;
         }
         so.host = s->o.host;

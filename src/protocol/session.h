@@ -70,6 +70,9 @@ typedef struct session_options {
         uint64_t reconnect_max_ms;   /* RECONNECT_DELAY_MAX */
         uint64_t connect_timeout_ms; /* until the namespace is joined; 0 = 20000 */
         uint64_t register_timeout_ms;/* wait for register.ack; 0 = 10000 */
+        /* `check`: stop at connection.ack success (reported as
+         * SESSION_REGISTERED with a detail saying so); never register. */
+        bool check_only;
 } session_options;
 
 /* Creates the session; nothing happens before session_start(). Strings in

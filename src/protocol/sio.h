@@ -121,7 +121,9 @@ int sio_json_parse(const char *text, size_t len, size_t max_len, unsigned max_de
  * first in ascending order, as JS objects order them; strings as raw UTF-8,
  * escaping only '"', '\\' and U+0000..U+001F (\b \t \n \f \r, else \u00xx
  * lowercase); integers in decimal; reals in JavaScript's shortest
- * round-trip form (0.1, 3, 1e+21, 1e-7). Returns 0, -EINVAL for a NULL
+ * round-trip form (0.1, 3, 1e+21, 1e-7). Note that an integral real of
+ * magnitude 2^63 .. 1e21 comes out as plain digits, as in JS, which jansson
+ * (so sio_decode()) then refuses as too big an integer. Returns 0, -EINVAL for a NULL
  * json, -ELOOP beyond SIO_MAX_DEPTH levels, or buf_append()'s error. On
  * -ELOOP out may hold a partial value; callers discard it. */
 int sio_json_write(buf *out, const json_t *json);

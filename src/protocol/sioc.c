@@ -383,16 +383,17 @@ int sioc_emit_raw(sioc *c, const char *name, const char *json, size_t json_len, 
 }
 
 int sioc_emit(sioc *c, const char *name, const json_t *data, buf *out) {
-        char *json = NULL;
-        int r;
+        buf json;
+        int r = 0;
 
-        if (data) {
-                json = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
-                if (!json)
-                        return -ENOMEM;
-        }
-        r = sioc_emit_raw(c, name, json, json ? strlen(json) : 0, out);
-        free(json);
+        /* sio_json_write() writes what JSON.stringify would (numbers, key
+         * order, escapes), so the controller sees the original's bytes. */
+        buf_init(&json, 0);
+        if (data)
+                r = sio_json_write(&json, data);
+        if (r == 0)
+                r = sioc_emit_raw(c, name, data ? json.data : NULL, json.len, out);
+        buf_done(&json);
         return r;
 }
 

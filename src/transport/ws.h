@@ -59,12 +59,12 @@ enum {
 
 /* Fills key with a fresh Sec-WebSocket-Key (16 bytes from getrandom(),
  * base64, NUL-terminated). Returns 0 or a negative errno. */
-int ws_key_new(char key[WS_KEY_LEN + 1]);
+int ws_key_new(char ret_key[WS_KEY_LEN + 1]);
 
 /* Computes the Sec-WebSocket-Accept value the server must send for key:
  * base64(SHA-1(key "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")). Returns 0, or
  * -EIO when the digest cannot be computed. */
-int ws_accept_for_key(const char *key, char accept[WS_ACCEPT_LEN + 1]);
+int ws_accept_for_key(const char *key, char ret_accept[WS_ACCEPT_LEN + 1]);
 
 /* Appends the upgrade request to out:
  *   GET <path> HTTP/1.1, Host (port left out when it is the default for tls),
@@ -83,8 +83,8 @@ int ws_request_build(buf *out, const char *host, uint16_t port, bool tls, const 
 typedef struct ws_handshake ws_handshake;
 
 /* Creates a response parser expecting the accept value derived from key.
- * Returns 0 and *ret, -EINVAL for a malformed key, or -ENOMEM. */
-int ws_handshake_new(const char *key, ws_handshake **ret);
+ * Returns 0 and *ret_handshake, -EINVAL for a malformed key, or -ENOMEM. */
+int ws_handshake_new(const char *key, ws_handshake **ret_handshake);
 ws_handshake *ws_handshake_free(ws_handshake *h);
 
 /* Feeds received bytes. Returns
@@ -111,7 +111,8 @@ int ws_handshake_feed(ws_handshake *h, const void *data, size_t len, size_t *ret
 /* Tells the parser that the peer closed the connection. Returns the
  * failure to report: -EPROTO (non-101 response already complete enough to
  * describe, see ws_handshake_error()) or -ECONNRESET (closed before the
- * response ended). Sticky like a feed failure. */
+ * response ended), or 0 when the handshake had already succeeded. Sticky
+ * like a feed failure. */
 int ws_handshake_eof(ws_handshake *h);
 
 /* HTTP status of the response once its status line was parsed, else 0. */
@@ -166,8 +167,8 @@ typedef struct ws_message {
         const char *close_reason; /* NUL-terminated reason, "" when none */
 } ws_message;
 
-/* opts may be NULL for the defaults. Returns 0 and *ret, or -ENOMEM. */
-int ws_parser_new(const ws_parser_options *opts, ws_parser **ret);
+/* opts may be NULL for the defaults. Returns 0 and *ret_parser, or -ENOMEM. */
+int ws_parser_new(const ws_parser_options *opts, ws_parser **ret_parser);
 ws_parser *ws_parser_free(ws_parser *p);
 
 /* Copies len received bytes into the parser's input buffer. The buffer holds
@@ -180,7 +181,7 @@ int ws_parser_feed(ws_parser *p, const void *data, size_t len);
 /* Takes the next complete message or control frame. Control frames that
  * arrive between the fragments of a message are returned on their own, before
  * the message they interrupt. Returns
- *    1: *ret filled;
+ *    1: *ret_msg filled;
  *    0: more bytes are needed;
  *   <0: protocol error, sticky: -EPROTO (framing: reserved bits, unknown
  *       opcode, masked server frame, bad fragmentation, control frame over
@@ -189,7 +190,7 @@ int ws_parser_feed(ws_parser *p, const void *data, size_t len);
  *       -ENOMEM. ws_parser_error() describes it and ws_parser_close_code()
  *       suggests the status to close with (1002, 1009, 1007, 1011).
  * After a CLOSE the parser keeps parsing, but the peer should send nothing. */
-int ws_parser_next(ws_parser *p, ws_message *ret);
+int ws_parser_next(ws_parser *p, ws_message *ret_msg);
 
 /* Text of the last error ("" when none). Owned by p. */
 const char *ws_parser_error(const ws_parser *p);
