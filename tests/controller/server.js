@@ -672,7 +672,10 @@ class Controller {
       if (r) for (const s of r.sockets.values()) out.push({ conn: s.conn, nodeId });
       return out;
     }
-    for (const conn of this.io.engine.clients.values()) {
+    // engine.io keeps its clients in a plain object (a Map in some versions).
+    const clients = this.io.engine.clients;
+    const all = clients instanceof Map ? clients.values() : Object.values(clients);
+    for (const conn of all) {
       out.push({ conn, nodeId: conn.aiwmNodeId || null });
     }
     return out;
