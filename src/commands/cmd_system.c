@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 
 #include "core/buf.h"
+#include "core/http.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/util.h"
@@ -264,18 +265,13 @@ static int restart_start(cmd_job *job) {
 
 
 /* ---- downloads: the adapter over core/http.h ----
- *
- * core/http.h (libcurl multi on the loop) was not in the tree when this was
- * written: dl_start() answers -ENOTSUP until these two functions are wired to
- * it, and system.update then fails with 2001 "not available in this build".
- * Contract the rest of this file relies on:
- *   - dl_start() begins a GET of url (redirects followed, at most timeout_ms
- *     in all) and returns 0, or a negative errno with no callback to come;
+ *   - dl_start() begins a GET of url (redirects followed, never from https to
+ *     http, at most timeout_ms in all) and returns 0, or a negative errno
+ *     with no callback to come;
  *   - on_data() receives the body as it arrives; a negative return aborts
  *     the transfer, and that errno is what on_done() then reports;
  *   - on_done() runs exactly once, on a later loop turn, with 0 or a negative
- *     errno, the HTTP status (0 when none) and a sentence (may be NULL); the
- *     transfer is freed by its owner after on_done() returns;
+ *     errno, the HTTP status (0 when none) and a sentence (may be NULL);
  *   - dl_abort() stops a transfer whose on_done() has not run; no callback
  *     follows. */
 
@@ -283,12 +279,86 @@ typedef struct dl_transfer dl_transfer;
 typedef int (*dl_data_cb)(void *userdata, const void *data, size_t len);
 typedef void (*dl_done_cb)(void *userdata, int result, long http_status, const char *errmsg);
 
+struct dl_transfer {
+        http_request *req;
+        dl_data_cb on_data;
+        dl_done_cb on_done;
+        void *userdata;
+        long status;
+};
+
+/* One client for the module's downloads, made on first use and freed with
+ * the handlers' context. */
+static http_client *dl_client;
+
+static int dl_headers(http_request *req, long status, void *ud) {
+        dl_transfer *t = ud;
+        t->status = status;
+        return status >= 200 && status < 300 ? 0 : -EPROTO;
+}
+
+static int dl_data(http_request *req, const void *data, size_t len, void *ud) {
+        dl_transfer *t = ud;
+        return t->on_data(t->userdata, data, len);
+}
+
+static void dl_done(http_request *req, const http_result *res, void *ud) {
+        dl_transfer *t = ud;
+        int r = res->err;
+        const char *msg = res->error;
+        char text[160];
+
+        if (r == -ECANCELED && res->abort_code == -EPROTO) {
+                /* A non-2xx answer: reported through the status, body skipped. */
+                snprintf(text, sizeof text, "HTTP %ld", res->status);
+                msg = text;
+                r = 0;
+        } else if (r == -ECANCELED && res->abort_code) {
+                r = res->abort_code;
+        }
+        t->on_done(t->userdata, r, res->status, msg);
+        free(t);
+}
+
 static int dl_start(loop *l, const char *url, uint64_t timeout_ms, dl_data_cb on_data,
                     dl_done_cb on_done, void *userdata, dl_transfer **ret) {
-        return -ENOTSUP;
+        http_options o = {
+                .url = url,
+                .timeout_ms = timeout_ms,
+                .follow_redirects = true,
+                .low_speed_limit = 1,
+                .low_speed_time_s = 60,
+                .on_headers = dl_headers,
+                .on_data = dl_data,
+        };
+        dl_transfer *t;
+        int r;
+
+        if (!dl_client) {
+                r = http_client_new(l, &dl_client);
+                if (r < 0)
+                        return r;
+        }
+        t = calloc(1, sizeof *t);
+        if (!t)
+                return -ENOMEM;
+        t->on_data = on_data;
+        t->on_done = on_done;
+        t->userdata = userdata;
+        r = http_request_start(dl_client, &o, dl_done, t, &t->req);
+        if (r < 0) {
+                free(t);
+                return r;
+        }
+        *ret = t;
+        return 0;
 }
 
 static dl_transfer *dl_abort(dl_transfer *t) {
+        if (t) {
+                http_request_cancel(t->req);
+                free(t);
+        }
         return NULL;
 }
 
@@ -960,6 +1030,7 @@ static void sys_free(void *ctx) {
         loop_timer_free(s->confirm_timer);
         free(s->exe_path);
         free(s);
+        dl_client = http_client_free(dl_client);
 }
 
 static int resolve_exe(const char *configured, char **ret) {

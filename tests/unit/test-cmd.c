@@ -1157,11 +1157,6 @@ static void test_update(void **state) {
         assert_non_null(nth(t, "command.ack", "u-1", 0));
         run_until_result(t, "u-1", 5000);
         res = result_of(t, "u-1");
-        if (err_msg(res) && strstr(err_msg(res), "not available in this build")) {
-                /* core/http.h not wired into cmd_system yet. */
-                srv_stop(&s);
-                skip();
-        }
         assert_string_equal(status_of(res), "success");
         r = json_object_get(json_object_get(res, "data"), "result");
         assert_string_equal(json_string_value(json_object_get(r, "previousVersion")), "0.1.0");
