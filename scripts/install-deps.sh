@@ -10,8 +10,12 @@ cd "$(dirname "$0")/.."
 DEB_PKGS=(
   build-essential cmake pkg-config clang
   libssl-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev libcmocka-dev libsystemd-dev
-  nodejs npm openssl curl python3 procps iproute2
+  openssl curl python3 procps iproute2
 )
+# Node.js and npm: only from Debian when the machine has none (a newer node
+# installed another way is kept; Debian's npm would conflict with it).
+command -v node >/dev/null 2>&1 || DEB_PKGS+=(nodejs)
+command -v npm >/dev/null 2>&1 || DEB_PKGS+=(npm)
 # Extra peers that some tests need (added by the modules that use them).
 if [ -f scripts/deps-extra.txt ]; then
   while read -r p; do [ -n "$p" ] && [ "${p#\#}" = "$p" ] && DEB_PKGS+=("$p"); done < scripts/deps-extra.txt
@@ -34,9 +38,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The test controller's npm packages (socket.io@4, jsonwebtoken).
-if [ -f tests/controller/package.json ]; then
-  if [ ! -d tests/controller/node_modules ] || [ tests/controller/package-lock.json -nt tests/controller/node_modules/.package-lock.json ]; then
-    (cd tests/controller && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+# npm packages of the test peers: the dev controller (socket.io@4,
+# jsonwebtoken) and test-only tools.
+for d in tests/controller tests/tools tests/tools-s3; do
+  [ -f "$d/package-lock.json" ] || continue
+  if [ ! -d "$d/node_modules" ] || [ "$d/package-lock.json" -nt "$d/node_modules/.package-lock.json" ]; then
+    (cd "$d" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi
-fi
+done
