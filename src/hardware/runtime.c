@@ -3,154 +3,47 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
+#include <arpa/inet.h>
+#include <stdio.h>
 
-#include "core/buf.h"
+#include "core/http.h"
 #include "core/util.h"
-
-#define REPLY_MAX (256u * 1024u)
-
-/* One HTTP/1.0 GET over the engine's Unix socket, driven by the loop: the
- * engine answers with a complete body and closes, so no chunked decoding is
- * needed. */
-typedef struct uget {
-        runtime_probe *p;
-        int fd;
-        loop_io *io;
-        buf req, reply;
-        size_t sent;
-        void (*done)(runtime_probe *p, int status, const char *body);
-} uget;
 
 struct runtime_probe {
         loop *l;
+        http_client *http;
         char *socket_path;
-        char *public_ip;
-        unsigned timeout_ms, refresh_ms;
-        bool version_done, info_done, available;
+        char public_ip[64];
+        bool public_ip_fixed;
+        char **ip_urls;
+        size_t n_ip_urls, ip_idx;
+        unsigned timeout_ms, ip_timeout_ms, refresh_ms;
+        bool version_done, info_done, ip_done, available;
         char type[16], version[64], root_dir[512];
-        uget *get;
-        loop_timer *t_timeout, *t_refresh;
-        int pending; /* probes in flight */
+        http_request *docker_req, *ip_req;
+        loop_timer *t_refresh;
         void (*settled)(void *);
         void *ud;
 };
 
-static void uget_free(uget *g) {
-        if (!g)
-                return;
-        loop_io_stop(g->io);
-        if (g->fd >= 0)
-                close(g->fd);
-        buf_done(&g->req);
-        buf_done(&g->reply);
-        free(g);
+static void docker_step(runtime_probe *p);
+static void ip_step(runtime_probe *p);
+
+static void maybe_settled(runtime_probe *p) {
+        if (runtime_probe_settled(p) && p->settled)
+                p->settled(p->ud);
 }
 
-static void next_step(runtime_probe *p);
-
-static void uget_finish(uget *g, int status) {
-        runtime_probe *p = g->p;
-        const char *body = NULL;
-
-        if (status > 0 && g->reply.data) {
-                body = strstr(g->reply.data, "\r\n\r\n");
-                body = body ? body + 4 : NULL;
-        }
-        p->get = NULL;
-        loop_timer_disarm(p->t_timeout);
-        g->done(p, body ? status : -EPROTO, body);
-        uget_free(g);
-        next_step(p);
-}
-
-static void uget_io(loop_io *io, int fd, unsigned ev, void *ud) {
-        uget *g = ud;
-        char chunk[16384];
-
-        if (ev & LOOP_WRITE) {
-                int soerr = 0;
-                socklen_t sl = sizeof soerr;
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-                if (soerr) {
-                        uget_finish(g, -soerr);
-                        return;
-                }
-                while (g->sent < g->req.len) {
-                        ssize_t n = send(fd, g->req.data + g->sent, g->req.len - g->sent, MSG_NOSIGNAL);
-                        if (n < 0) {
-                                if (errno == EAGAIN)
-                                        return;
-                                uget_finish(g, -errno);
-                                return;
-                        }
-                        g->sent += (size_t)n;
-                }
-                loop_io_set(io, LOOP_READ);
-                return;
-        }
-        for (;;) {
-                ssize_t n = read(fd, chunk, sizeof chunk);
-                if (n < 0) {
-                        if (errno == EAGAIN)
-                                return;
-                        uget_finish(g, -errno);
-                        return;
-                }
-                if (n == 0)
-                        break;
-                if (buf_append(&g->reply, chunk, (size_t)n) < 0) {
-                        uget_finish(g, -E2BIG);
-                        return;
-                }
-        }
-        {
-                int status = 0;
-                if (g->reply.data && strncmp(g->reply.data, "HTTP/1.", 7) == 0 && g->reply.len > 12)
-                        status = atoi(g->reply.data + 9);
-                uget_finish(g, status > 0 ? status : -EPROTO);
-        }
-}
-
-static int uget_start(runtime_probe *p, const char *path, void (*done)(runtime_probe *, int, const char *)) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        uget *g;
-        int r;
-
-        if (strlen(p->socket_path) >= sizeof sa.sun_path)
-                return -ENAMETOOLONG;
-        g = calloc(1, sizeof *g);
-        if (!g)
-                return -ENOMEM;
-        g->p = p;
-        g->done = done;
-        buf_init(&g->req, 4096);
-        buf_init(&g->reply, REPLY_MAX);
-        r = buf_appendf(&g->req, "GET %s HTTP/1.0\r\nHost: docker\r\nUser-Agent: aiwm-worker/%s\r\n\r\n", path,
-                        AIWM_VERSION);
-        if (r < 0)
-                goto fail;
-        g->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (g->fd < 0) {
-                r = -errno;
-                goto fail;
-        }
-        memcpy(sa.sun_path, p->socket_path, strlen(p->socket_path));
-        if (connect(g->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS && errno != EAGAIN) {
-                r = -errno;
-                goto fail;
-        }
-        r = loop_io_start(p->l, g->fd, LOOP_WRITE, uget_io, g, &g->io);
-        if (r < 0)
-                goto fail;
-        p->get = g;
-        loop_timer_arm(p->t_timeout, p->timeout_ms);
-        return 0;
-fail:
-        uget_free(g);
-        return r;
+static int docker_get(runtime_probe *p, const char *path, http_done_cb done) {
+        char url[256];
+        http_options o = {
+                .url = url,
+                .unix_socket = p->socket_path,
+                .timeout_ms = p->timeout_ms,
+                .max_response = 1u << 20,
+        };
+        snprintf(url, sizeof url, "http://docker%s", path);
+        return http_request_start(p->http, &o, done, p, &p->docker_req);
 }
 
 static void copy_str(json_t *o, const char *key, char *dst, size_t size) {
@@ -159,14 +52,18 @@ static void copy_str(json_t *o, const char *key, char *dst, size_t size) {
                 util_strlcpy(dst, json_string_value(v), size);
 }
 
-static void on_version(runtime_probe *p, int status, const char *body) {
-        json_t *j = status == 200 && body ? json_loads(body, 0, NULL) : NULL;
+static void on_version(http_request *req, const http_result *res, void *ud) {
+        runtime_probe *p = ud;
+        json_t *j = res->err == 0 && res->status == 200 && res->body->data ? json_loads(res->body->data, 0, NULL) : NULL;
         json_t *comps, *c;
         size_t i;
 
+        p->docker_req = NULL;
         p->version_done = true;
         if (!j) {
                 p->available = false;
+                p->info_done = true;
+                docker_step(p);
                 return;
         }
         p->available = true;
@@ -185,54 +82,107 @@ static void on_version(runtime_probe *p, int status, const char *body) {
                         util_strlcpy(p->type, "podman", sizeof p->type);
         }
         json_decref(j);
+        docker_step(p);
 }
 
-static void on_info(runtime_probe *p, int status, const char *body) {
-        json_t *j = status == 200 && body ? json_loads(body, 0, NULL) : NULL;
+static void on_info(http_request *req, const http_result *res, void *ud) {
+        runtime_probe *p = ud;
+        json_t *j = res->err == 0 && res->status == 200 && res->body->data ? json_loads(res->body->data, 0, NULL) : NULL;
 
+        p->docker_req = NULL;
         p->info_done = true;
-        if (!j)
+        if (!j) {
+                docker_step(p);
                 return;
+        }
         copy_str(j, "DockerRootDir", p->root_dir, sizeof p->root_dir);
         if (!p->root_dir[0])
                 copy_str(json_object_get(j, "Store"), "GraphRoot", p->root_dir, sizeof p->root_dir);
         json_decref(j);
+        docker_step(p);
 }
 
-static void next_step(runtime_probe *p) {
+static void docker_step(runtime_probe *p) {
         if (!p->version_done) {
-                if (uget_start(p, "/version", on_version) < 0)
-                        p->version_done = true, p->available = false;
-                else
+                if (docker_get(p, "/version", on_version) == 0)
                         return;
-        }
-        if (p->available && !p->info_done) {
-                if (uget_start(p, "/info", on_info) < 0)
-                        p->info_done = true;
-                else
+                p->version_done = p->info_done = true;
+                p->available = false;
+        } else if (!p->info_done) {
+                if (docker_get(p, "/info", on_info) == 0)
                         return;
+                p->info_done = true;
         }
-        p->info_done = true;
-        loop_timer_arm(p->t_refresh, p->refresh_ms);
-        if (p->settled)
-                p->settled(p->ud);
+        maybe_settled(p);
 }
 
-static void on_timeout(loop_timer *t, void *ud) {
+/* The answer of a what-is-my-IP service: one IPv4 or IPv6 address. */
+static bool plausible_ip(const char *s, char *out, size_t size) {
+        unsigned char tmp[16];
+        char addr[64];
+        size_t n;
+
+        s += strspn(s, " \t\r\n");
+        n = strcspn(s, " \t\r\n");
+        if (n == 0 || n >= sizeof addr)
+                return false;
+        memcpy(addr, s, n);
+        addr[n] = '\0';
+        if (inet_pton(AF_INET, addr, tmp) != 1 && inet_pton(AF_INET6, addr, tmp) != 1)
+                return false;
+        util_strlcpy(out, addr, size);
+        return true;
+}
+
+static void on_ip(http_request *req, const http_result *res, void *ud) {
         runtime_probe *p = ud;
-        if (p->get)
-                uget_finish(p->get, -ETIMEDOUT);
+
+        p->ip_req = NULL;
+        if (res->err == 0 && res->status == 200 && res->body->data &&
+            plausible_ip(res->body->data, p->public_ip, sizeof p->public_ip)) {
+                p->ip_done = true;
+                maybe_settled(p);
+                return;
+        }
+        p->ip_idx++;
+        ip_step(p);
+}
+
+static void ip_step(runtime_probe *p) {
+        while (!p->ip_done && p->ip_idx < p->n_ip_urls) {
+                http_options o = {
+                        .url = p->ip_urls[p->ip_idx],
+                        .timeout_ms = p->ip_timeout_ms,
+                        .connect_timeout_ms = p->ip_timeout_ms,
+                        .max_response = 4096,
+                        .follow_redirects = true,
+                };
+                if (http_request_start(p->http, &o, on_ip, p, &p->ip_req) == 0)
+                        return;
+                p->ip_idx++;
+        }
+        p->ip_done = true; /* every service failed: keep the last known or "unknown" */
+        maybe_settled(p);
 }
 
 static void on_refresh(loop_timer *t, void *ud) {
         runtime_probe *p = ud;
-        p->version_done = p->info_done = false;
-        next_step(p);
+        loop_timer_arm(t, p->refresh_ms);
+        if (p->socket_path && !p->docker_req) {
+                p->version_done = p->info_done = false;
+                docker_step(p);
+        }
+        if (!p->public_ip_fixed && p->n_ip_urls && !p->ip_req) {
+                p->ip_done = false;
+                p->ip_idx = 0;
+                ip_step(p);
+        }
 }
 
 int runtime_probe_new(loop *l, const runtime_probe_options *o, void (*settled)(void *ud), void *ud,
                       runtime_probe **ret) {
         runtime_probe *p = calloc(1, sizeof *p);
+        size_t i;
         int r = -ENOMEM;
 
         if (!p)
@@ -241,16 +191,26 @@ int runtime_probe_new(loop *l, const runtime_probe_options *o, void (*settled)(v
         p->settled = settled;
         p->ud = ud;
         p->timeout_ms = o->docker_timeout_ms ? o->docker_timeout_ms : 5000;
+        p->ip_timeout_ms = o->public_ip_timeout_ms ? o->public_ip_timeout_ms : 3000;
         p->refresh_ms = o->refresh_ms ? o->refresh_ms : 300000;
-        p->socket_path = o->docker_socket && *o->docker_socket ? strdup(o->docker_socket) : NULL;
-        p->public_ip = strdup(o->public_ip && *o->public_ip ? o->public_ip : "unknown");
-        if (!p->public_ip || (o->docker_socket && *o->docker_socket && !p->socket_path))
+        util_strlcpy(p->public_ip, "unknown", sizeof p->public_ip);
+        if (o->public_ip && *o->public_ip) {
+                util_strlcpy(p->public_ip, o->public_ip, sizeof p->public_ip);
+                p->public_ip_fixed = true;
+        } else if (o->n_public_ip_urls) {
+                p->ip_urls = calloc(o->n_public_ip_urls, sizeof *p->ip_urls);
+                if (!p->ip_urls)
+                        goto fail;
+                for (i = 0; i < o->n_public_ip_urls; i++)
+                        if (!(p->ip_urls[p->n_ip_urls++] = strdup(o->public_ip_urls[i])))
+                                goto fail;
+        }
+        if (o->docker_socket && *o->docker_socket && !(p->socket_path = strdup(o->docker_socket)))
                 goto fail;
-        if ((r = loop_timer_new(l, on_timeout, p, &p->t_timeout)) < 0 ||
-            (r = loop_timer_new(l, on_refresh, p, &p->t_refresh)) < 0)
+        if ((r = http_client_new(l, &p->http)) < 0 || (r = loop_timer_new(l, on_refresh, p, &p->t_refresh)) < 0)
                 goto fail;
-        if (!p->socket_path)
-                p->version_done = p->info_done = true;
+        p->version_done = p->info_done = !p->socket_path;
+        p->ip_done = p->n_ip_urls == 0;
         *ret = p;
         return 0;
 fail:
@@ -259,24 +219,30 @@ fail:
 }
 
 runtime_probe *runtime_probe_free(runtime_probe *p) {
+        size_t i;
         if (!p)
                 return NULL;
-        uget_free(p->get);
-        loop_timer_free(p->t_timeout);
+        http_client_free(p->http); /* cancels what runs, without callbacks */
         loop_timer_free(p->t_refresh);
+        for (i = 0; i < p->n_ip_urls; i++)
+                free(p->ip_urls[i]);
+        free(p->ip_urls);
         free(p->socket_path);
-        free(p->public_ip);
         free(p);
         return NULL;
 }
 
+/* Starts the probes; both run in the background, every refresh_ms again. */
 void runtime_probe_start(runtime_probe *p) {
-        if (p->socket_path && !p->get)
-                next_step(p);
+        if (p->socket_path && !p->docker_req)
+                docker_step(p);
+        if (!p->ip_done && !p->ip_req)
+                ip_step(p);
+        loop_timer_arm(p->t_refresh, p->refresh_ms);
 }
 
 bool runtime_probe_settled(const runtime_probe *p) {
-        return p->version_done && p->info_done;
+        return p->version_done && p->info_done && p->ip_done;
 }
 
 const char *runtime_probe_public_ip(const runtime_probe *p) {
