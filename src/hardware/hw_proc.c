@@ -236,5 +236,12 @@ void hw_proc_copy_text(char *dst, size_t size, const char *src, size_t n) {
                 o += l;
                 s += l;
         }
+        /* Control bytes became blanks: trim those too. */
+        while (o > 0 && dst[o - 1] == ' ')
+                o--;
         dst[o] = '\0';
+        for (l = 0; dst[l] == ' '; l++)
+                ;
+        if (l)
+                memmove(dst, dst + l, o - l + 1);
 }
