@@ -24,7 +24,9 @@ struct telemetry {
         int root_fd;
         char *node_id, *node_name, *disk_path, *model_cache_dir, *version;
         bool cache_separate;      /* MODEL_CACHE_DIR on another filesystem than DISK_PATH */
-        hw_cpu_sampler *cpu;
+        /* One sampler per consumer, so each reports the CPU usage over its
+         * own interval (heartbeat, metrics, health check). */
+        hw_cpu_sampler *cpu, *cpu_hb, *cpu_health;
         hw_cpu_info cpu_info;
         gpu_probe *gpus;
         loop_timer *t_gpu;
@@ -110,7 +112,9 @@ int telemetry_new(loop *l, const telemetry_options *o, telemetry **ret) {
         if (r < 0)
                 goto fail;
         t->cpu = hw_cpu_sampler_new();
-        if (!t->cpu) {
+        t->cpu_hb = hw_cpu_sampler_new();
+        t->cpu_health = hw_cpu_sampler_new();
+        if (!t->cpu || !t->cpu_hb || !t->cpu_health) {
                 r = -ENOMEM;
                 goto fail;
         }
@@ -141,6 +145,8 @@ int telemetry_new(loop *l, const telemetry_options *o, telemetry **ret) {
         {
                 hw_cpu_sample cs;
                 hw_cpu_sampler_read_at(t->cpu, t->root_fd, &cs);
+                hw_cpu_sampler_read_at(t->cpu_hb, t->root_fd, &cs);
+                hw_cpu_sampler_read_at(t->cpu_health, t->root_fd, &cs);
         }
         *ret = t;
         return 0;
@@ -157,6 +163,8 @@ telemetry *telemetry_free(telemetry *t) {
         gpu_probe_free(t->gpus);
         runtime_probe_free(t->runtime);
         hw_cpu_sampler_free(t->cpu);
+        hw_cpu_sampler_free(t->cpu_hb);
+        hw_cpu_sampler_free(t->cpu_health);
         if (t->root_fd >= 0)
                 close(t->root_fd);
         free(t->node_id);
@@ -249,9 +257,9 @@ json_t *telemetry_register_data(telemetry *t) {
         return d;
 }
 
-static int cpu_now(telemetry *t, double *ret) {
+static int cpu_now(telemetry *t, hw_cpu_sampler *sampler, double *ret) {
         hw_cpu_sample cs;
-        int r = hw_cpu_sampler_read_at(t->cpu, t->root_fd, &cs);
+        int r = hw_cpu_sampler_read_at(sampler, t->root_fd, &cs);
         if (r == 0)
                 *ret = cs.usage;
         return r;
@@ -265,15 +273,15 @@ json_t *telemetry_heartbeat_data(telemetry *t) {
 
         if (!d)
                 return NULL;
-        cpu_now(t, &cpu);
+        cpu_now(t, t->cpu_hb, &cpu);
         hw_mem_read_at(t->root_fd, &mem);
         hw_os_uptime_at(t->root_fd, &up);
         json_object_set_new(d, "nodeId", json_string(t->node_id));
         json_object_set_new(d, "status", json_string(telemetry_node_status(t)));
         json_object_set_new(d, "uptimeSeconds", json_integer((json_int_t)up));
         json_object_set_new(d, "activeDeployments", json_integer(active_deployments(t)));
-        json_object_set_new(d, "cpuUsage", json_integer((json_int_t)lround(cpu)));
-        json_object_set_new(d, "ramUsage", json_integer((json_int_t)lround(mem.usage)));
+        json_object_set_new(d, "cpuUsage", json_integer(hw_json_percent_int(cpu)));
+        json_object_set_new(d, "ramUsage", json_integer(hw_json_percent_int(mem.usage)));
         json_object_set_new(d, "gpuStatus", gpu_json_status(gpu_probe_last(t->gpus)));
         return d;
 }
@@ -320,10 +328,10 @@ json_t *telemetry_health_metrics(telemetry *t) {
 
         if (!d)
                 return NULL;
-        cpu_now(t, &cpu);
+        cpu_now(t, t->cpu_health, &cpu);
         hw_mem_read_at(t->root_fd, &mem);
         hw_disk_read(t->disk_path, &disk);
-        json_object_set_new(d, "cpuUsage", json_integer((json_int_t)lround(cpu)));
+        json_object_set_new(d, "cpuUsage", json_integer(hw_json_percent_int(cpu)));
         json_object_set_new(d, "ramUsed", json_integer((json_int_t)mem.used_mb));
         json_object_set_new(d, "diskUsed", json_integer((json_int_t)disk.used_mb));
         json_object_set_new(d, "gpuDevices", gpu_json_metrics(gpu_probe_last(t->gpus)));
