@@ -27,7 +27,7 @@ TOKEN=$(curl -sS -X POST -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Typ
 printf 'NODE_TOKEN=%s\n' "$TOKEN" > "$T/token.env"
 echo "== starting the worker: $BIN"
 CONTROLLER_WS_URL="ws://127.0.0.1:$PORT/ws/node" STATE_DIR="$T/state" MODEL_CACHE_DIR="$T/models" \
-  PUBLIC_IP_URLS= LOG_LEVEL=info "$BIN" --env-file "$T/token.env" 2>&1 | sed 's/^/   worker | /' &
+  PUBLIC_IP_URLS= LOG_LEVEL=info "$BIN" --env-file "$T/token.env" 2>&1 | sed -u "s/^/   worker | /" &
 WPID=$!
 sleep 3
 echo "== sending system.healthCheck from the controller"

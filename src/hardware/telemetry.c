@@ -286,7 +286,7 @@ json_t *telemetry_heartbeat_data(telemetry *t) {
         return d;
 }
 
-json_t *telemetry_metrics_data(telemetry *t) {
+static json_t *build_metrics(telemetry *t, hw_cpu_sampler *sampler) {
         hw_cpu_sample cs = { 0 };
         hw_mem_info mem = { 0 };
         hw_disk_info disk = { 0 };
@@ -296,7 +296,7 @@ json_t *telemetry_metrics_data(telemetry *t) {
 
         if (!d)
                 return NULL;
-        hw_cpu_sampler_read_at(t->cpu, t->root_fd, &cs);
+        hw_cpu_sampler_read_at(sampler, t->root_fd, &cs);
         if (!cs.cores)
                 cs.cores = t->cpu_info.cores;
         hw_cpu_loadavg_at(t->root_fd, load);
@@ -320,20 +320,10 @@ json_t *telemetry_metrics_data(telemetry *t) {
         return d;
 }
 
-json_t *telemetry_health_metrics(telemetry *t) {
-        hw_mem_info mem = { 0 };
-        hw_disk_info disk = { 0 };
-        double cpu = 0;
-        json_t *d = json_object();
+json_t *telemetry_metrics_data(telemetry *t) {
+        return build_metrics(t, t->cpu);
+}
 
-        if (!d)
-                return NULL;
-        cpu_now(t, t->cpu_health, &cpu);
-        hw_mem_read_at(t->root_fd, &mem);
-        hw_disk_read(t->disk_path, &disk);
-        json_object_set_new(d, "cpuUsage", json_integer(hw_json_percent_int(cpu)));
-        json_object_set_new(d, "ramUsed", json_integer((json_int_t)mem.used_mb));
-        json_object_set_new(d, "diskUsed", json_integer((json_int_t)disk.used_mb));
-        json_object_set_new(d, "gpuDevices", gpu_json_metrics(gpu_probe_last(t->gpus)));
-        return d;
+json_t *telemetry_health_metrics(telemetry *t) {
+        return build_metrics(t, t->cpu_health);
 }

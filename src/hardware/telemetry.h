@@ -57,7 +57,8 @@ void telemetry_set_deployments(telemetry *t, const telemetry_deployments *d);
 json_t *telemetry_register_data(telemetry *t);
 json_t *telemetry_heartbeat_data(telemetry *t);
 json_t *telemetry_metrics_data(telemetry *t);
-/* The `metrics` member of a system.healthCheck result. */
+/* telemetry.metrics data measured over the health checks' own CPU window
+ * (system.healthCheck builds its `metrics` member from it). */
 json_t *telemetry_health_metrics(telemetry *t);
 
 /* Worker's state for the heartbeat `status`: "healthy", or "degraded" when a
