@@ -49,7 +49,7 @@ bench: all
 	scripts/bench.sh $(BUILD)
 
 install: all
-	$(CMAKE) --install $(BUILD) --prefix $(DESTDIR)$(PREFIX)
+	DESTDIR=$(DESTDIR) $(CMAKE) --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_TEST) $(BUILD_ASAN) $(BUILD_FUZZ)

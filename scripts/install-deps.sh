@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 DEB_PKGS=(
   build-essential cmake pkg-config clang
   libssl-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev libcmocka-dev libsystemd-dev
-  openssl curl python3 procps iproute2
+  openssl curl python3 procps iproute2 python3-prometheus-client systemd
 )
 # Node.js and npm: only from Debian when the machine has none (a newer node
 # installed another way is kept; Debian's npm would conflict with it).

@@ -15,7 +15,9 @@
 #include "commands/cmd.h"
 #include "commands/cmd_system.h"
 #include "commands/doctor.h"
+#include "commands/exporter.h"
 #include "core/config.h"
+#include "core/httpd.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/notify.h"
@@ -35,6 +37,8 @@ typedef struct agent {
         db *db;
         cmd_engine *cmd;
         session *s;
+        exporter *exp;  /* METRICS_LISTEN: /metrics and /healthz */
+        httpd *httpd;
         loop_timer *t_restart;
         loop_timer *t_watchdog;
         uint64_t watchdog_ms;
@@ -252,6 +256,59 @@ static int telemetry_open(agent *a) {
         return telemetry_new(a->l, &to, &a->tm);
 }
 
+/* ---- METRICS_LISTEN: /metrics and /healthz ---- */
+
+static json_t *exp_metrics(void *ud) {
+        return telemetry_metrics_data(((agent *)ud)->tm);
+}
+
+static json_t *exp_heartbeat(void *ud) {
+        return telemetry_heartbeat_data(((agent *)ud)->tm);
+}
+
+static void exp_worker(void *ud, exporter_worker_state *ret) {
+        agent *a = ud;
+        session_state st = a->s ? session_get_state(a->s) : SESSION_IDLE;
+        int64_t n = -1;
+
+        ret->connected = st == SESSION_CONNECTED || st == SESSION_REGISTERING || st == SESSION_REGISTERED ||
+                         st == SESSION_UNREGISTERED;
+        ret->registered = a->s && session_is_registered(a->s);
+        ret->reconnects = a->s ? session_reconnects(a->s) : 0;
+        ret->outbox_depth = a->db && db_outbox_count(a->db, &n) == 0 ? n : -1;
+}
+
+/* A listener that cannot be opened is logged, not fatal: the worker's job
+ * is the controller's commands, not its own metrics. */
+static void metrics_open(agent *a) {
+        exporter_provider p = {
+                .userdata = a,
+                .metrics = exp_metrics,
+                .heartbeat = exp_heartbeat,
+                .worker = exp_worker,
+        };
+        exporter_options eo = { .version = AIWM_VERSION, .disk_path = a->cfg->disk_path };
+        httpd_options ho = {
+                .host = a->cfg->metrics_host,
+                .port = a->cfg->metrics_port,
+                .route = exporter_route,
+        };
+        char err[256] = "";
+
+        if (!a->cfg->metrics_listen)
+                return;
+        if (exporter_new(&p, &eo, &a->exp) < 0) {
+                log_error("METRICS_LISTEN: out of memory", NULL);
+                return;
+        }
+        ho.userdata = a->exp;
+        if (httpd_new(a->l, &ho, err, sizeof err, &a->httpd) < 0) {
+                log_error("METRICS_LISTEN: cannot serve /metrics and /healthz", "error", err, NULL);
+                return;
+        }
+        log_info("serving /metrics and /healthz", "listen", a->cfg->metrics_listen, NULL);
+}
+
 static int run(agent *a) {
         session_options so = {
                 .host = a->cfg->ws.host,
@@ -303,6 +360,7 @@ static int run(agent *a) {
                 goto out;
         }
         telemetry_start(a->tm);
+        metrics_open(a);
         r = session_new(a->l, &so, &hooks, &a->s);
         if (r < 0)
                 goto out;
@@ -326,6 +384,8 @@ out:
 }
 
 static void agent_done(agent *a) {
+        a->httpd = httpd_free(a->httpd);
+        a->exp = exporter_free(a->exp);
         a->s = session_free(a->s);
         a->cmd = cmd_engine_free(a->cmd);
         a->tm = telemetry_free(a->tm);

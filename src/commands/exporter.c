@@ -489,7 +489,7 @@ static void render_worker(const exporter *e, ctx *c, const exporter_snapshot *s)
                 single(c, "aiwm_worker_registered", "gauge", "1 while the worker is registered with the controller.",
                        v_int(s->worker.registered));
                 single(c, "aiwm_worker_reconnects_total", "counter",
-                       "Connection attempts to the controller after the first one.",
+                       "Established controller connections that were lost (each is followed by a reconnect).",
                        s->worker.reconnects > INT64_MAX ? v_real((double)s->worker.reconnects)
                                                         : v_int((int64_t)s->worker.reconnects));
                 if (s->worker.outbox_depth >= 0)

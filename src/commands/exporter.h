@@ -57,7 +57,7 @@ typedef struct exporter exporter;
 typedef struct exporter_worker_state {
         bool connected;        /* namespace joined */
         bool registered;       /* register.ack received */
-        uint64_t reconnects;   /* connection attempts after the first */
+        uint64_t reconnects;   /* established connections lost: session_reconnects() */
         int64_t outbox_depth;  /* queued outgoing messages; < 0: unknown (no sample) */
 } exporter_worker_state;
 

@@ -165,7 +165,7 @@ static void test_absent_and_mistyped(void **state) {
                 { "{\"cpu\":{\"usage\":0.1},\"network\":{\"bytesReceived\":9007199254740993},"
                   "\"memory\":{\"total\":9223372036854775807}}",
                   { "aiwm_node_cpu_usage_percent 0.1\n", "aiwm_node_network_receive_bytes_total 9007199254740993\n",
-                    "aiwm_node_memory_total_bytes 9.67140655691703e+24\n" },
+                    "aiwm_node_memory_total_bytes 9.671406556917033e+24\n" },
                   { NULL } },
                 /* The model cache on the main disk's path is not a second series. */
                 { "{\"disk\":{\"total\":1},\"modelCacheDisk\":{\"total\":2,\"path\":\"/\"}}",
