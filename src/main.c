@@ -23,6 +23,7 @@
 #include "core/notify.h"
 #include "core/util.h"
 #include "hardware/telemetry.h"
+#include "models/model_cmd.h"
 #include "protocol/session.h"
 #include "state/db.h"
 #include "transport/net.h"
@@ -227,6 +228,17 @@ static int agent_open_state(agent *a) {
         {
                 cmd_system_config sc = { .exe_path = a->exe };
                 r = cmd_system_register(a->cmd, &sc);
+        }
+        if (r < 0)
+                return r;
+        {
+                model_cmd_config mc = { .model_cache_dir = a->cfg->model_cache_dir };
+                r = model_cmd_register(a->cmd, &mc);
+                if (r < 0) {
+                        log_error("cannot open the model cache", "MODEL_CACHE_DIR", a->cfg->model_cache_dir,
+                                  "error", strerror(-r), NULL);
+                        return r;
+                }
         }
         if (r < 0)
                 return r;

@@ -35,7 +35,8 @@ Control API (both modes), JSON:
   POST /_ctl/fault          arms a fault: {"path": "/x" or "*", "mode": ..., "count": 1 (-1:
                             always), "after": bytes, "status": 500, "rate": bytes/s,
                             "seconds": 3600, "to": URL, "replace_with": "/other"}
-      drop     headers, `after` body bytes, then the connection is reset
+      drop     headers, `after` body bytes, `delay` s (0.3) for the client to read them,
+               then the connection is reset (RST)
       stall    headers, `after` body bytes, then silence for `seconds` (connection kept)
       short    Content-Length larger than the body: `after` bytes then a clean close
       error    status `status` (default 500) with a small body
@@ -384,6 +385,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if rate:
                     time.sleep(0.1)
         if mode == "drop":
+            # Let the client read what was sent (the bytes "delivered"), then
+            # reset: a reset discards whatever the peer has not read yet.
+            self.wfile.flush()
+            time.sleep(float(fault.get("delay", 0.3)))
             self._abort()
         elif mode == "stall":
             self.wfile.flush()
@@ -596,6 +601,13 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+
+    def handle_error(self, request, client_address):
+        # Clients that reset their connections are part of the tests.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 def main():

@@ -1,0 +1,74 @@
+/* model_cmd: the model.* commands (PROTOCOL.md §3.5, §3.7).
+ *
+ *   model.download  fetches a model into MODEL_CACHE_DIR:
+ *     source "huggingface": sourcePath a repo id, version a revision
+ *       (default main); the revision's files are listed through the Hub's
+ *       API, filtered by data.include / data.exclude (fnmatch patterns, as
+ *       huggingface_hub's allow/ignore_patterns) and stored in the
+ *       huggingface_hub cache layout under <cache>/hub (path: the snapshot
+ *       directory); credentials.token (else HF_TOKEN) as bearer token;
+ *     source "minio": sourcePath "bucket[/prefix]" listed with ListObjectsV2
+ *       (all pages) at data.endpoint or S3_ENDPOINT, signed with AWS SigV4
+ *       from credentials.username/password or S3_ACCESS_KEY/S3_SECRET_KEY
+ *       (anonymous when none), region S3_REGION (default us-east-1); objects
+ *       land under <cache>/<targetPath>/<key below the prefix>;
+ *     source "http": sourcePath one http(s) URL saved as
+ *       <targetPath>/<data.filename or the URL's last segment>, verified
+ *       against data.sha256 when given; or data.files [{url, path, sha256?}].
+ *   targetPath must resolve inside MODEL_CACHE_DIR (else 2001). Downloads
+ *   resume (Range + If-Range), verify (sha256, S3 MD5 ETags, git blob ids),
+ *   check free space first when sizes are known (3003 with neededBytes and
+ *   availableBytes), report model.downloadProgress at most once a second and
+ *   once at the end, and continue after a worker restart from their staging
+ *   files. Identical concurrent requests for one model share one transfer;
+ *   different requests for the same files wait for each other. Files already
+ *   in place with the size and digest of the manifest are not fetched again.
+ *   Result: {downloadedAt, path, sizeBytes, files, source, revision?}.
+ *   command.ack estimatedDuration: 300 s (the size is unknown at ack time;
+ *   the original worker's value).
+ *
+ *   model.cache     the same fields: {path, sizeBytes, alreadyCached,
+ *                   cachedAt}; no network at all when the model's manifest
+ *                   says it is complete and every file is there with its size.
+ *   model.delete    removes the model's files (Hugging Face: its whole
+ *                   hub/models--org--name entry), staging files and manifest:
+ *                   {path, freedBytes, deletedAt}; 2007 with details.usedBy
+ *                   while a running deployment mounts it (unless data.force);
+ *                   2003 when unknown.
+ *   model.list      {models: [{modelId, path, sizeBytes, complete, lastUsedAt,
+ *                   usedBy}]} from the manifests and the database; resource.id
+ *                   other than "*" selects one model.
+ *
+ * Credentials are never logged, never written to disk (manifests and
+ * partial-file metadata keep a hash of URLs, never tokens or keys). */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "commands/cmd.h"
+#include "core/http.h"
+
+typedef struct model_cmd_config {
+        const char *model_cache_dir;   /* required, absolute */
+        /* Unset (NULL / 0) fields are read from the environment variable
+         * named, then get the default. */
+        const char *hf_endpoint;       /* HF_ENDPOINT; https://huggingface.co */
+        const char *hf_token;          /* HF_TOKEN; none */
+        const char *s3_endpoint;       /* S3_ENDPOINT; none (then data.endpoint is needed) */
+        const char *s3_access_key;     /* S3_ACCESS_KEY; none (anonymous) */
+        const char *s3_secret_key;     /* S3_SECRET_KEY */
+        const char *s3_region;         /* S3_REGION; us-east-1 */
+        unsigned max_parallel_files;   /* MODEL_MAX_PARALLEL_FILES; 4 (1..64) */
+        unsigned stall_timeout_s;      /* MODEL_STALL_TIMEOUT; 60 s below 1 KiB/s */
+        uint64_t retry_base_ms;        /* MODEL_RETRY_BASE_MS; 500 */
+        const char *ca_file;           /* TLS trust for downloads; NULL: system store */
+        http_client *http;             /* NULL: a client of its own on the engine's loop */
+} model_cmd_config;
+
+/* Registers model.download, model.cache, model.delete and model.list on e
+ * (before cmd_engine_start(), so that interrupted downloads resume). Opens
+ * (creates) the cache directory and its .staging, .manifests, .locks and hub
+ * directories. Returns 0 or a negative errno (-EINVAL: no or a relative
+ * model_cache_dir; else the error of creating or opening it). */
+int model_cmd_register(cmd_engine *e, const model_cmd_config *cfg);
