@@ -502,8 +502,12 @@ int main(int argc, char **argv) {
         }
         if (!strcmp(cmd, "inventory"))
                 r = inventory(&a);
-        else if (!strcmp(cmd, "check"))
+        else if (!strcmp(cmd, "check")) {
+                /* The report is the output; the probes' own log lines would
+                 * only interleave with it. */
+                log_set_level((log_level)(LOG_ERROR + 1));
                 r = doctor_run(a.cfg, a.l, stdout);
+        }
         else
                 r = run(&a);
         a.exit_code = r < 0 ? 1 : r;
