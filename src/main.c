@@ -146,6 +146,12 @@ static const char *host_node_status(void *ud) {
 
 static void on_restart_timer(loop_timer *t, void *ud);
 
+static void host_command_done(void *ud, const char *type, const char *outcome) {
+        agent *a = ud;
+        if (a->exp)
+                exporter_count_command(a->exp, type, outcome);
+}
+
 static void host_request_restart(void *ud, uint64_t delay_ms) {
         agent *a = ud;
         loop_timer_arm(a->t_restart, delay_ms);
@@ -212,6 +218,7 @@ static int agent_open_state(agent *a) {
                 .config_json = host_config,
                 .node_status = host_node_status,
                 .request_restart = host_request_restart,
+                .command_done = host_command_done,
         };
         cmd_config cc = { .max_concurrent = a->cfg->max_concurrent_commands, .version = AIWM_VERSION };
         int r;

@@ -537,6 +537,7 @@ static void job_retire(cmd_job *j) {
 /* Writes the job's result (result and error stolen) and retires the job. */
 static int job_complete(cmd_job *j, json_t *result, json_t *error) {
         tx_ops ops = { 0 };
+        const char *outcome = error ? "error" : "success";
         char *json;
         int r;
 
@@ -553,6 +554,8 @@ static int job_complete(cmd_job *j, json_t *result, json_t *error) {
                           "at the next start",
                           "type", j->type, "messageId", j->message_id, "error",
                           r == -ENOMEM ? "out of memory" : db_errmsg(j->e->host.db), NULL);
+        else if (j->e->host.command_done)
+                j->e->host.command_done(j->e->host.ud, j->type, outcome);
         free(json);
         job_retire(j);
         return r;
@@ -855,6 +858,8 @@ int cmd_engine_receive(cmd_engine *e, json_t *env, char *err, size_t errlen) {
         }
         if (code && errlen)
                 snprintf(err, errlen, "%s", msg);
+        if (code && e->host.command_done)
+                e->host.command_done(e->host.ud, p.type ? p.type : "", "invalid");
         if (job) {
                 if (job->h->def.quick || (queued(e) == 0 && e->running.n < e->max_concurrent))
                         job_run(job);

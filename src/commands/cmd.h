@@ -91,6 +91,9 @@ typedef struct cmd_host {
         int64_t (*uptime_seconds)(void *ud);
         /* Flush the outbox, close the session and re-exec after delay_ms. */
         void (*request_restart)(void *ud, uint64_t delay_ms);
+        /* A command's result was stored: outcome "success", "error" or
+         * "invalid" (rejected by validation). For counters; may be NULL. */
+        void (*command_done)(void *ud, const char *type, const char *outcome);
 } cmd_host;
 
 typedef struct cmd_config {

@@ -151,6 +151,13 @@ scrape_many() {
 check "40 concurrent scrapes all valid" scrape_many
 check "worker alive" kill -0 "$WORKER_PID"
 
+# --- commands by type and outcome -----------------------------------------
+node "$CTL_DIR/ctl.js" send --url "$CTL_URL" --admin-token "$ADMIN_TOKEN" --node "$NODE" --type system.healthCheck --wait 10 >/dev/null
+node "$CTL_DIR/ctl.js" send --url "$CTL_URL" --admin-token "$ADMIN_TOKEN" --node "$NODE" --type no.such --wait 10 >/dev/null || true
+curl -sS -m 5 "http://127.0.0.1:$PORT/metrics" >"$T/cmds.prom"
+check "commands counted: healthCheck success" grep -q 'aiwm_worker_commands_total{type="system.healthCheck",outcome="success"} 1' "$T/cmds.prom"
+check "commands counted: unknown type invalid" grep -q 'aiwm_worker_commands_total{type="no.such",outcome="invalid"} 1' "$T/cmds.prom"
+
 # --- LOG_FORMAT=json: every line of the worker's log is one JSON object ----
 check "LOG_FORMAT=json lines parse" "$PY" - "$T/w.log" <<'PYEOF'
 import json, sys
