@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PKGS=(
-  build-essential cmake pkg-config clang
+  build-essential cmake pkg-config clang libclang-rt-dev
   libssl-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev libcmocka-dev libsystemd-dev
   openssl curl python3 procps iproute2 python3-prometheus-client systemd
 )
