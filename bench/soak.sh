@@ -55,7 +55,7 @@ stats=$(curl -s -H "Authorization: Bearer $ADMIN_TOKEN" "$API/admin/nodes/$NODE"
 node - "$CSV" "$stats" <<'JS'
 const fs = require("fs");
 const rows = fs.readFileSync(process.argv[2], "utf8").trim().split("\n").slice(1).map(l => l.split(",").map(Number));
-const n = rows.length, warm = Math.max(1, Math.floor(n / 5));
+const n = rows.length, warm = Math.min(n - 4, Math.max(30, Math.floor(n / 5)));
 const steady = rows.slice(warm), q = Math.max(1, Math.floor(steady.length / 4));
 const med = a => { const s = [...a].sort((x, y) => x - y); return s[Math.floor(s.length / 2)]; };
 const first = med(steady.slice(0, q).map(r => r[2])), last = med(steady.slice(-q).map(r => r[2]));

@@ -387,9 +387,9 @@ static int configure(db *d, bool on_disk) {
                 }
                 sqlite3_finalize(s);
         }
-        /* A small page cache (256 KiB): the worker's tables are tiny and hot, and
+        /* A small page cache (64 KiB): the worker's tables are tiny and hot, and
          * the default 2 MiB would be most of its private memory. */
-        r = db_exec(d, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -256;");
+        r = db_exec(d, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -64;");
         if (r < 0)
                 return r;
         return migrate(d);
