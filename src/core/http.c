@@ -16,9 +16,14 @@ struct http_client {
         loop *l;
         CURLM *multi;
         loop_timer *timer;
-        http_request *reqs; /* running, doubly linked */
+        /* Runs on the next turn the libcurl calls that cannot be made from
+         * inside libcurl's callbacks: adding requests started there and
+         * removing requests cancelled there. */
+        loop_timer *kick;
+        http_request *reqs;    /* running, doubly linked */
+        http_request *zombies; /* cancelled inside a callback, singly linked */
         unsigned active;
-        bool dispatching;
+        unsigned in_cb;        /* depth of user callbacks run from inside libcurl */
 };
 
 struct http_request {
@@ -28,6 +33,12 @@ struct http_request {
         http_request *prev, *next;
         http_done_cb done;
         void *ud;
+        bool added;     /* the easy handle is in the multi handle */
+        bool cancelled; /* waiting on the zombie list */
+        bool in_done;   /* its done callback is running */
+        bool was_https; /* some hop of this transfer used https */
+        int fail_err;   /* set by header_cb: overrides the result's err */
+        const char *fail_msg;
         int (*on_data)(http_request *, const void *, size_t, void *);
         int (*on_headers)(http_request *, long, void *);
         bool headers_seen;
@@ -45,6 +56,7 @@ struct http_request {
 /* ---- curl ↔ loop glue ---- */
 
 static void check_done(http_client *c);
+static void req_free(http_request *r);
 
 static void on_sock_io(loop_io *io, int fd, unsigned ev, void *ud) {
         http_client *c = ud;
@@ -119,7 +131,8 @@ static void req_unlink(http_request *r) {
 static void req_free(http_request *r) {
         size_t i;
         if (r->easy) {
-                curl_multi_remove_handle(r->c->multi, r->easy);
+                if (r->added)
+                        curl_multi_remove_handle(r->c->multi, r->easy);
                 curl_easy_cleanup(r->easy);
         }
         curl_slist_free_all(r->hdrs);
@@ -138,10 +151,36 @@ static void clear_headers(http_request *r) {
         r->resp_bytes = 0;
 }
 
+/* Refuses a redirect from https to http before libcurl follows it (the
+ * protocol restriction set at start only covers a transfer that starts on
+ * https; this also covers http → https → http). */
+static bool downgrade_refused(http_request *r, const char *data, size_t l) {
+        const char *eff = NULL, *v;
+        long status = 0;
+
+        curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &eff);
+        if (eff && strncasecmp(eff, "https:", 6) == 0)
+                r->was_https = true;
+        if (l < 9 || strncasecmp(data, "location:", 9) != 0 || !r->was_https)
+                return false;
+        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status < 300 || status > 399)
+                return false;
+        for (v = data + 9; v < data + l && (*v == ' ' || *v == '\t'); v++)
+                ;
+        if ((size_t)(data + l - v) < 5 || strncasecmp(v, "http:", 5) != 0)
+                return false;
+        r->fail_err = -ELOOP;
+        r->fail_msg = "refused a redirect from https to http";
+        return true;
+}
+
 static size_t header_cb(char *data, size_t size, size_t n, void *ud) {
         http_request *r = ud;
         size_t len = size * n, l = len;
 
+        if (r->cancelled)
+                return 0;
         if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
                 clear_headers(r); /* a new response (redirect, 100 Continue) */
                 return len;
@@ -150,6 +189,8 @@ static size_t header_cb(char *data, size_t size, size_t n, void *ud) {
                 l--;
         if (l == 0 || !memchr(data, ':', l))
                 return len;
+        if (downgrade_refused(r, data, l))
+                return 0;
         if (r->nresp >= MAX_HEADERS || r->resp_bytes + l > HEADER_BYTES_MAX)
                 return len; /* ignore the excess rather than fail */
         r->resp[r->nresp] = strndup(data, l);
@@ -167,7 +208,12 @@ static int headers_done(http_request *r) {
         r->headers_seen = true;
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
         if (r->on_headers) {
-                int rc = r->on_headers(r, status, r->ud);
+                int rc;
+                r->c->in_cb++;
+                rc = r->on_headers(r, status, r->ud);
+                r->c->in_cb--;
+                if (r->cancelled)
+                        return -ECANCELED;
                 if (rc < 0) {
                         r->abort_code = rc;
                         return rc;
@@ -180,11 +226,16 @@ static size_t write_cb(char *data, size_t size, size_t n, void *ud) {
         http_request *r = ud;
         size_t len = size * n;
 
-        if (headers_done(r) < 0)
+        if (r->cancelled || headers_done(r) < 0)
                 return 0;
         r->bytes += len;
         if (r->on_data) {
-                int rc = r->on_data(r, data, len, r->ud);
+                int rc;
+                r->c->in_cb++;
+                rc = r->on_data(r, data, len, r->ud);
+                r->c->in_cb--;
+                if (r->cancelled)
+                        return 0;
                 if (rc < 0) {
                         r->abort_code = rc;
                         return 0;
@@ -246,10 +297,10 @@ static void check_done(http_client *c) {
                 if (m->msg != CURLMSG_DONE)
                         continue;
                 curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-                if (!r)
-                        continue;
-                if (m->data.result == CURLE_OK)
-                        headers_done(r); /* empty bodies never reach write_cb */
+                if (!r || r->cancelled)
+                        continue; /* a zombie: freed by the kick timer */
+                if (m->data.result == CURLE_OK && headers_done(r) < 0 && r->cancelled)
+                        continue; /* empty bodies never reach write_cb */
                 res.err = map_curl(m->data.result);
                 if (r->abort_code && (res.err == -ECANCELED || res.err == 0)) {
                         res.err = r->abort_code == -E2BIG ? -E2BIG : -ECANCELED;
@@ -258,6 +309,10 @@ static void check_done(http_client *c) {
                 res.error = r->errbuf[0] ? r->errbuf : res.err ? curl_easy_strerror(m->data.result) : "";
                 if (res.err == -E2BIG && !r->on_data)
                         res.error = "response larger than the configured cap";
+                if (r->fail_err) {
+                        res.err = r->fail_err;
+                        res.error = r->fail_msg;
+                }
                 curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &res.status);
                 curl_easy_getinfo(m->easy_handle, CURLINFO_TOTAL_TIME, &secs);
                 {
@@ -273,8 +328,43 @@ static void check_done(http_client *c) {
                 res.body = &r->body;
                 req_unlink(r);
                 curl_multi_remove_handle(c->multi, r->easy);
+                r->added = false;
+                r->in_done = true;
                 r->done(r, &res, r->ud);
                 req_free(r);
+        }
+}
+
+/* A request whose easy handle could not be added: reported as failed. */
+static void fail_unadded(http_request *r) {
+        http_result res = { .err = -EIO, .error = "cannot start the transfer" };
+
+        res.body = &r->body;
+        req_unlink(r);
+        r->in_done = true;
+        r->done(r, &res, r->ud);
+        req_free(r);
+}
+
+static void on_kick(loop_timer *t, void *ud) {
+        http_client *c = ud;
+        http_request *r, *next;
+
+        while ((r = c->zombies)) {
+                c->zombies = r->next;
+                req_free(r);
+        }
+        for (r = c->reqs; r; r = next) {
+                next = r->next;
+                if (r->added)
+                        continue;
+                if (curl_multi_add_handle(c->multi, r->easy) == CURLM_OK) {
+                        r->added = true;
+                } else {
+                        /* Its callback may start or cancel others: rescan. */
+                        fail_unadded(r);
+                        next = c->reqs;
+                }
         }
 }
 
@@ -298,7 +388,10 @@ int http_client_new(loop *l, http_client **ret) {
                 return -ENOMEM;
         }
         r = loop_timer_new(l, on_timer, c, &c->timer);
+        if (r >= 0)
+                r = loop_timer_new(l, on_kick, c, &c->kick);
         if (r < 0) {
+                loop_timer_free(c->timer);
                 curl_multi_cleanup(c->multi);
                 free(c);
                 return r;
@@ -319,8 +412,14 @@ http_client *http_client_free(http_client *c) {
                 req_unlink(r);
                 req_free(r);
         }
+        while (c->zombies) {
+                http_request *r = c->zombies;
+                c->zombies = r->next;
+                req_free(r);
+        }
         curl_multi_cleanup(c->multi);
         loop_timer_free(c->timer);
+        loop_timer_free(c->kick);
         free(c);
         return NULL;
 }
@@ -365,7 +464,7 @@ int http_request_start(http_client *c, const http_options *o, http_done_cb done,
         }
         if (o->follow_redirects) {
                 curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-                curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
+                curl_easy_setopt(e, CURLOPT_MAXREDIRS, o->max_redirects > 0 ? o->max_redirects : 10L);
                 /* Never downgrade: from https only https redirects are followed.
                  * libcurl drops Authorization when the host changes. */
                 curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR,
@@ -404,9 +503,13 @@ int http_request_start(http_client *c, const http_options *o, http_done_cb done,
                 else if (strcmp(o->method, "GET") != 0 || o->body)
                         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o->method);
         }
-        if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
+        if (c->in_cb > 0) {
+                loop_timer_arm(c->kick, 0); /* libcurl refuses adds from its callbacks */
+        } else if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
                 rc = -EIO;
                 goto fail;
+        } else {
+                r->added = true;
         }
         r->next = c->reqs;
         if (c->reqs)
@@ -426,9 +529,22 @@ fail:
 }
 
 void http_request_cancel(http_request *r) {
-        if (!r)
+        http_client *c;
+
+        if (!r || r->in_done || r->cancelled)
                 return;
+        c = r->c;
         req_unlink(r);
+        if (c->in_cb > 0 && r->added) {
+                /* Inside libcurl: it must not lose the handle now. Its
+                 * callbacks return "abort" from here on; the kick timer
+                 * removes and frees it on the next turn. */
+                r->cancelled = true;
+                r->next = c->zombies;
+                c->zombies = r;
+                loop_timer_arm(c->kick, 0);
+                return;
+        }
         req_free(r);
 }
 

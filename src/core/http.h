@@ -6,7 +6,14 @@
  *
  * Bodies are either buffered (capped by max_response) or streamed to
  * on_data. Credentials given in headers or userpwd never appear in error
- * texts. */
+ * texts.
+ *
+ * Re-entrancy: from inside on_headers/on_data (which run inside libcurl) a
+ * caller may start new requests and cancel any request, its own included:
+ * the client defers the libcurl calls that are not allowed there to the
+ * next loop turn. From inside a done callback it may start requests and
+ * cancel other requests; cancelling the finishing request there is a no-op.
+ * http_client_free() must not be called from any of these callbacks. */
 #pragma once
 
 #include <stdbool.h>
@@ -31,7 +38,7 @@ typedef struct http_options {
         long low_speed_limit;               /* bytes/s ... */
         long low_speed_time_s;              /* ... for this long aborts; 0: off */
         size_t max_response;                /* buffered body cap; 0: 16 MiB */
-        bool follow_redirects;              /* at most 10; never from https to http */
+        bool follow_redirects;              /* never from https to http (-ELOOP) */
         int64_t resume_from;                /* > 0: Range: bytes=N- */
         const char *aws_sigv4;              /* CURLOPT_AWS_SIGV4, with userpwd */
         const char *userpwd;                /* "user:password" */
@@ -44,6 +51,7 @@ typedef struct http_options {
         /* Called once the final response's headers are in (before any body
          * byte); return < 0 to abort. May be NULL. */
         int (*on_headers)(http_request *req, long status, void *userdata);
+        long max_redirects;                 /* with follow_redirects; 0: 10 */
 } http_options;
 
 typedef struct http_result {
@@ -60,8 +68,8 @@ typedef struct http_result {
         double seconds;     /* total time */
 } http_result;
 
-/* Called exactly once per started request, on a later loop turn. The request
- * (and result) is freed after it returns; do not cancel it from here. */
+/* Called exactly once per started request that was not cancelled, on a later
+ * loop turn. The request (and result) is freed after it returns. */
 typedef void (*http_done_cb)(http_request *req, const http_result *res, void *userdata);
 
 int http_client_new(loop *l, http_client **ret);
@@ -72,7 +80,8 @@ http_client *http_client_free(http_client *c);
  * -EINVAL / -ENOMEM (no callback then). */
 int http_request_start(http_client *c, const http_options *o, http_done_cb done, void *userdata,
                        http_request **ret);
-/* Stops a running transfer; its callback is not called. Accepts NULL. */
+/* Stops a running transfer; its done callback is not called (nor on_data or
+ * on_headers again). Accepts NULL. Safe from on_headers/on_data (see above). */
 void http_request_cancel(http_request *req);
 
 /* A header of the latest response (case-insensitive name), or NULL. Valid in

@@ -1,6 +1,9 @@
-/* http on a real loop against a small HTTP server forked by the test. */
+/* http on a real loop against a small HTTP server forked by the test, and
+ * against tests/helpers/http-fixture-server.py for TLS, Unix sockets, resets
+ * and many concurrent requests. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -11,6 +14,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -120,6 +124,7 @@ typedef struct res {
         char body[64];
         size_t bytes;
         char etag[32];
+        char error[256];
         int ticks;
 } res;
 
@@ -132,6 +137,7 @@ static void on_done(http_request *req, const http_result *r, void *ud) {
         x->bytes = (size_t)r->bytes;
         snprintf(x->body, sizeof x->body, "%s", r->body->data ? r->body->data : "");
         snprintf(x->etag, sizeof x->etag, "%s", et ? et : "");
+        snprintf(x->error, sizeof x->error, "%s", r->error);
         loop_stop(x->l);
 }
 
@@ -261,10 +267,361 @@ static void test_stream_and_timer_keeps_firing(void **state) {
         loop_free(l);
 }
 
+
+/* ---- against tests/helpers/http-fixture-server.py ---- */
+
+#define REPO AIWM_FIXTURES "/../.."
+
+typedef struct pysrv {
+        pid_t pid;
+        int port;
+} pysrv;
+
+/* Starts the fixture server with extra arguments (NULL-terminated) and waits
+ * for its "ready <port>" line. */
+static void pysrv_start(pysrv *p, ...) {
+        const char *argv[16] = { "python3", REPO "/tests/helpers/http-fixture-server.py" };
+        size_t n = 2;
+        int fds[2];
+        char line[64] = "";
+        size_t got = 0;
+        va_list ap;
+
+        va_start(ap, p);
+        for (const char *a; (a = va_arg(ap, const char *)) && n < 15;)
+                argv[n++] = a;
+        va_end(ap);
+        argv[n] = NULL;
+        assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+        p->pid = fork();
+        assert_true(p->pid >= 0);
+        if (p->pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                dup2(fds[1], 1);
+                execvp("python3", (char *const *)argv);
+                _exit(127);
+        }
+        close(fds[1]);
+        while (got < sizeof line - 1) {
+                ssize_t r = read(fds[0], line + got, 1);
+                if (r <= 0 || line[got] == '\n')
+                        break;
+                got++;
+        }
+        close(fds[0]);
+        line[got] = 0;
+        assert_true(strncmp(line, "ready ", 6) == 0);
+        p->port = (int)strtol(line + 6, NULL, 10);
+}
+
+static void pysrv_stop(pysrv *p) {
+        kill(p->pid, SIGKILL);
+        waitpid(p->pid, NULL, 0);
+}
+
+typedef struct env {
+        loop *l;
+        http_client *c;
+} env;
+
+static void env_init(env *e) {
+        assert_int_equal(loop_new(&e->l), 0);
+        assert_int_equal(http_client_new(e->l, &e->c), 0);
+}
+
+static void env_done(env *e) {
+        assert_int_equal(http_client_active(e->c), 0);
+        http_client_free(e->c);
+        loop_run_once(e->l, 0);
+        loop_free(e->l);
+}
+
+static void test_unix_socket(void **state) {
+        char dir[] = "/tmp/test-http-XXXXXX", sock[128];
+        pysrv p;
+        env e;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(sock, sizeof sock, "%s/s.sock", dir);
+        pysrv_start(&p, "--unix", sock, NULL);
+        env_init(&e);
+        {
+                res x = { 0 };
+                http_options o = { .url = "http://localhost/ok", .unix_socket = sock };
+                run(e.l, e.c, &o, &x);
+                assert_int_equal(x.err, 0);
+                assert_int_equal(x.status, 200);
+                assert_string_equal(x.body, "hello");
+        }
+        {
+                res x = { 0 };
+                http_options o = { .url = "http://localhost/echo", .unix_socket = sock, .method = "POST",
+                                   .body = "{\"k\":[1,2]}", .body_len = 11 };
+                run(e.l, e.c, &o, &x);
+                assert_int_equal(x.status, 201);
+                assert_string_equal(x.body, "{\"k\":[1,2]}");
+        }
+        {
+                res x = { 0 };
+                char missing[160];
+                snprintf(missing, sizeof missing, "%s/none.sock", dir);
+                http_options o = { .url = "http://localhost/ok", .unix_socket = missing };
+                run(e.l, e.c, &o, &x);
+                assert_int_equal(x.err, -ECONNREFUSED);
+        }
+        env_done(&e);
+        pysrv_stop(&p);
+        unlink(sock);
+        rmdir(dir);
+}
+
+static void test_tls_and_redirects(void **state) {
+        char dir[] = "/tmp/test-http-XXXXXX", cmd[256], cert[128], key[128], ca[128], u[512];
+        pysrv tls, plain;
+        env e;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(cmd, sizeof cmd, "bash " REPO "/scripts/gen-test-certs.sh %s >/dev/null", dir);
+        assert_int_equal(system(cmd), 0);
+        snprintf(cert, sizeof cert, "%s/server.crt", dir);
+        snprintf(key, sizeof key, "%s/server.key", dir);
+        snprintf(ca, sizeof ca, "%s/ca.crt", dir);
+        pysrv_start(&tls, "--cert", cert, "--key", key, NULL);
+        pysrv_start(&plain, NULL);
+        env_init(&e);
+        {
+                res x = { 0 };
+                snprintf(u, sizeof u, "https://localhost:%d/ok", tls.port);
+                http_options o = { .url = u, .ca_file = ca };
+                run(e.l, e.c, &o, &x);
+                assert_int_equal(x.err, 0);
+                assert_int_equal(x.status, 200);
+        }
+        {
+                /* Not trusted without the test CA; the credential stays out of the error. */
+                res x = { 0 };
+                const char *h[] = { "Authorization: Bearer sekrit-token", NULL };
+                snprintf(u, sizeof u, "https://localhost:%d/ok", tls.port);
+                http_options o = { .url = u, .headers = h, .userpwd = "user:sekrit-pw" };
+                http_request *r;
+                x.l = e.l;
+                assert_int_equal(http_request_start(e.c, &o, on_done, &x, &r), 0);
+                loop_run(e.l);
+                assert_int_equal(x.err, -EKEYREJECTED);
+                assert_true(x.error[0] != 0);
+                assert_null(strstr(x.error, "sekrit"));
+        }
+        {
+                res x = { 0 };
+                snprintf(u, sizeof u, "https://localhost:%d/redirect?to=https://localhost:%d/ok", tls.port, tls.port);
+                http_options o = { .url = u, .ca_file = ca, .follow_redirects = true };
+                run(e.l, e.c, &o, &x);
+                assert_int_equal(x.err, 0);
+                assert_string_equal(x.body, "hello");
+        }
+        {
+                res x = { 0 };
+                snprintf(u, sizeof u, "https://localhost:%d/redirect?to=http://127.0.0.1:%d/ok", tls.port,
+                         plain.port);
+                http_options o = { .url = u, .ca_file = ca, .follow_redirects = true };
+                run(e.l, e.c, &o, &x);
+                assert_int_equal(x.err, -ELOOP);
+        }
+        {
+                /* http → https → http: the second hop is the downgrade. */
+                res x = { 0 };
+                snprintf(u, sizeof u,
+                         "http://127.0.0.1:%d/redirect?to=https://localhost:%d/redirect%%3Fto%%3Dhttp://127.0.0.1:%d/ok",
+                         plain.port, tls.port, plain.port);
+                http_options o = { .url = u, .ca_file = ca, .follow_redirects = true };
+                run(e.l, e.c, &o, &x);
+                assert_int_equal(x.err, -ELOOP);
+        }
+        {
+                /* Plain http redirects are followed, up to max_redirects. */
+                res x = { 0 };
+                snprintf(u, sizeof u, "http://127.0.0.1:%d/redirect?to=/redirect%%3Fto%%3D/ok", plain.port);
+                http_options o = { .url = u, .follow_redirects = true, .max_redirects = 1 };
+                run(e.l, e.c, &o, &x);
+                assert_int_equal(x.err, -ELOOP);
+                o.max_redirects = 2;
+                memset(&x, 0, sizeof x);
+                run(e.l, e.c, &o, &x);
+                assert_int_equal(x.err, 0);
+                assert_string_equal(x.body, "hello");
+        }
+        {
+                /* Without follow_redirects the 302 is the answer. */
+                res x = { 0 };
+                snprintf(u, sizeof u, "http://127.0.0.1:%d/redirect?to=/ok", plain.port);
+                http_options o = { .url = u };
+                run(e.l, e.c, &o, &x);
+                assert_int_equal(x.err, 0);
+                assert_int_equal(x.status, 302);
+        }
+        env_done(&e);
+        pysrv_stop(&tls);
+        pysrv_stop(&plain);
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        assert_int_equal(system(cmd), 0);
+}
+
+static void test_faults(void **state) {
+        char u[128];
+        pysrv p;
+        env e;
+
+        pysrv_start(&p, NULL);
+        env_init(&e);
+        {
+                res x = { 0 };
+                snprintf(u, sizeof u, "http://127.0.0.1:%d/drop", p.port);
+                http_options o = { .url = u };
+                run(e.l, e.c, &o, &x);
+                assert_int_equal(x.err, -ECONNRESET);
+        }
+        {
+                /* Stalled before the headers: low-speed limit. */
+                res x = { 0 };
+                snprintf(u, sizeof u, "http://127.0.0.1:%d/slow?s=5", p.port);
+                http_options o = { .url = u, .low_speed_limit = 1, .low_speed_time_s = 1 };
+                uint64_t t0 = loop_now_update(e.l);
+                run(e.l, e.c, &o, &x);
+                assert_int_equal(x.err, -ETIMEDOUT);
+                assert_true(loop_now_update(e.l) - t0 < 3000);
+        }
+        {
+                res x = { 0 };
+                snprintf(u, sizeof u, "http://127.0.0.1:%d/range", p.port);
+                http_options o = { .url = u, .resume_from = 20 };
+                run(e.l, e.c, &o, &x);
+                assert_int_equal(x.status, 416);
+        }
+        env_done(&e);
+        pysrv_stop(&p);
+}
+
+typedef struct many {
+        loop *l;
+        int done, ok;
+} many;
+
+static void many_done(http_request *req, const http_result *r, void *ud) {
+        many *m = ud;
+        m->done++;
+        if (r->err == 0 && r->status == 200 && r->body->len == 5)
+                m->ok++;
+        else
+                fprintf(stderr, "many: %d %s %ld\n", r->err, r->error, r->status);
+        if (m->done == 100)
+                loop_stop(m->l);
+}
+
+static void test_many_concurrent(void **state) {
+        char u[128];
+        pysrv p;
+        env e;
+        many m = { 0 };
+
+        pysrv_start(&p, NULL);
+        env_init(&e);
+        m.l = e.l;
+        snprintf(u, sizeof u, "http://127.0.0.1:%d/ok", p.port);
+        for (int i = 0; i < 100; i++) {
+                http_options o = { .url = u, .timeout_ms = 20000 };
+                assert_int_equal(http_request_start(e.c, &o, many_done, &m, NULL), 0);
+        }
+        assert_int_equal(http_client_active(e.c), 100);
+        loop_run(e.l);
+        assert_int_equal(m.ok, 100);
+        env_done(&e);
+        pysrv_stop(&p);
+}
+
+/* Re-entrancy: from inside on_data, start a request, cancel another one and
+ * cancel the request itself. */
+typedef struct reent {
+        env *e;
+        char url_ok[128];
+        http_request *self, *other;
+        res started;
+        int self_done, other_done, chunks;
+} reent;
+
+static void reent_self_done(http_request *req, const http_result *r, void *ud) {
+        ((reent *)ud)->self_done++;
+}
+
+static void reent_other_done(http_request *req, const http_result *r, void *ud) {
+        ((reent *)ud)->other_done++;
+}
+
+static int reent_data(http_request *req, const void *d, size_t n, void *ud) {
+        reent *x = ud;
+        http_options o = { .url = x->url_ok };
+
+        x->chunks++;
+        x->started.l = x->e->l;
+        assert_int_equal(http_request_start(x->e->c, &o, on_done, &x->started, NULL), 0);
+        http_request_cancel(x->other);
+        http_request_cancel(req);
+        http_request_cancel(req); /* twice is harmless */
+        return 0;
+}
+
+static void cancel_self_in_done(http_request *req, const http_result *r, void *ud) {
+        res *x = ud;
+        http_request_cancel(req); /* a no-op here */
+        on_done(req, r, ud);
+        (void)x;
+}
+
+static void test_reentrancy(void **state) {
+        char u[128], u2[128];
+        pysrv p;
+        env e;
+        reent x = { 0 };
+
+        pysrv_start(&p, NULL);
+        env_init(&e);
+        x.e = &e;
+        snprintf(x.url_ok, sizeof x.url_ok, "http://127.0.0.1:%d/ok", p.port);
+        snprintf(u, sizeof u, "http://127.0.0.1:%d/trickle?n=20", p.port);
+        snprintf(u2, sizeof u2, "http://127.0.0.1:%d/slow?s=2", p.port);
+        {
+                http_options o = { .url = u, .on_data = reent_data };
+                http_options o2 = { .url = u2 };
+                assert_int_equal(http_request_start(e.c, &o, reent_self_done, &x, &x.self), 0);
+                assert_int_equal(http_request_start(e.c, &o2, reent_other_done, &x, &x.other), 0);
+                loop_run(e.l); /* stopped by the request started from on_data */
+        }
+        assert_int_equal(x.chunks, 1);
+        assert_int_equal(x.self_done, 0);
+        assert_int_equal(x.other_done, 0);
+        assert_int_equal(x.started.done, 1);
+        assert_int_equal(x.started.status, 200);
+        assert_string_equal(x.started.body, "hello");
+        {
+                res y = { 0 };
+                http_options o = { .url = x.url_ok };
+                y.l = e.l;
+                assert_int_equal(http_request_start(e.c, &o, cancel_self_in_done, &y, NULL), 0);
+                loop_run(e.l);
+                assert_int_equal(y.done, 1);
+        }
+        env_done(&e);
+        pysrv_stop(&p);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_get_post_status),
                 cmocka_unit_test(test_stream_and_timer_keeps_firing),
+                cmocka_unit_test(test_unix_socket),
+                cmocka_unit_test(test_tls_and_redirects),
+                cmocka_unit_test(test_faults),
+                cmocka_unit_test(test_many_concurrent),
+                cmocka_unit_test(test_reentrancy),
         };
         signal(SIGPIPE, SIG_IGN);
         return cmocka_run_group_tests(tests, setup, teardown);
