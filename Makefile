@@ -8,7 +8,7 @@ PREFIX     ?= /usr/local
 CMAKE      ?= cmake
 CTEST_ARGS ?= --output-on-failure
 
-.PHONY: all deps test asan fuzz demo bench install clean check-valgrind
+.PHONY: all deps test asan fuzz fuzz-regress demo bench soak install clean check-valgrind
 
 all:
 	$(CMAKE) -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DAIWM_TESTS=OFF >/dev/null
@@ -41,12 +41,32 @@ fuzz: deps
 	$(CMAKE) --build $(BUILD_FUZZ) -j $(JOBS)
 	scripts/run-fuzz.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
 
+# Every fuzz target over its corpus and the saved findings only (no new inputs).
+fuzz-regress: deps
+	CC=clang $(CMAKE) -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=Debug -DAIWM_FUZZ=ON -DAIWM_TESTS=OFF >/dev/null
+	$(CMAKE) --build $(BUILD_FUZZ) -j $(JOBS)
+	scripts/run-fuzz.sh $(BUILD_FUZZ) 0 --regress
+
+# Valgrind memcheck over a worker session against the dev controller
+# (Debug build for readable stacks): no invalid access, no definite leak.
+check-valgrind: deps
+	$(CMAKE) -S . -B $(BUILD_TEST) -DCMAKE_BUILD_TYPE=Debug -DAIWM_WERROR=ON >/dev/null
+	$(CMAKE) --build $(BUILD_TEST) -j $(JOBS) --target aiwm-worker
+	scripts/check-valgrind.sh $(BUILD_TEST)/aiwm-worker
+
+# The soak run: SOAK_MINUTES (default 10) of 10 ms heartbeats, a command
+# every 50 ms and a dropped connection every 30 s; fails on growth.
+SOAK_MINUTES ?= 10
+soak: all
+	bench/soak.sh $(SOAK_MINUTES) $(BUILD)/aiwm-worker
+
 # Builds, starts the dev controller and a worker, and shows them talking.
 demo: all
 	scripts/demo.sh $(BUILD)/aiwm-worker
 
-bench: all
-	scripts/bench.sh $(BUILD)
+# Every benchmark against its baseline, one table (and BUILD/bench-results.json).
+bench: deps
+	JOBS=$(JOBS) scripts/bench.sh $(BUILD)
 
 install: all
 	DESTDIR=$(DESTDIR) $(CMAKE) --install $(BUILD) --prefix $(PREFIX)

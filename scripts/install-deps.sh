@@ -11,6 +11,13 @@ DEB_PKGS=(
   build-essential cmake pkg-config clang libclang-rt-dev
   libssl-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev libcmocka-dev libsystemd-dev
   openssl curl python3 procps iproute2 python3-prometheus-client systemd
+  # the container engine of the deployment tests: Podman serving the Docker API
+  # (runc: crun fails on these cgroups), its network stack, an offline test image
+  # (busybox-static) and a local image registry
+  podman runc conmon catatonit netavark aardvark-dns iptables uidmap slirp4netns
+  busybox-static docker-registry
+  # make check-valgrind
+  valgrind
 )
 # Node.js and npm: only from Debian when the machine has none (a newer node
 # installed another way is kept; Debian's npm would conflict with it).
