@@ -11,7 +11,9 @@
 # does, but in two passes); the worker's model.download with data.sha256
 # (hashing as bytes arrive, fsync, rename into place, manifest), timed from
 # the command to its command.result through the dev controller. Too slow for
-# CI: run it by hand. The worker must have the model commands registered.
+# CI: run it by hand (scripts/bench.sh runs it when BENCH_DOWNLOAD=1). The
+# worker must have the model commands registered. Prints
+# `BENCH <figure>\t<ours>\t<baseline>\t<unit>` lines for scripts/bench.sh.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${1:-$SRC/build/aiwm-worker}
@@ -81,3 +83,7 @@ echo "  curl -o; sha256sum      $(rate "$BYTES" "$CURLSHA_S")"
 echo "  aiwm model.download     $(rate "$BYTES" "$W_S")"
 awk -v c="$CURL_S" -v s="$CURLSHA_S" -v w="$W_S" \
         'BEGIN { printf "  worker / curl: %.2fx the time; worker / (curl + sha256sum): %.2fx\n", w / c, w / s }'
+MIB=$(awk -v b="$BYTES" 'BEGIN { printf "%.0f", b / 1048576 }')
+mibs() { awk -v b="$BYTES" -v s="$1" 'BEGIN { printf "%.1f", b / s / 1048576 }'; }
+printf 'BENCH %s MiB download with sha256 (vs curl -o, no hashing)\t%s\t%s\tMiB/s\n' "$MIB" "$(mibs "$W_S")" "$(mibs "$CURL_S")"
+printf 'BENCH %s MiB download with sha256 (vs curl -o; sha256sum)\t%s\t%s\tMiB/s\n' "$MIB" "$(mibs "$W_S")" "$(mibs "$CURLSHA_S")"

@@ -8,6 +8,9 @@
  * calls, parsing, fork/exec, pipes, reaping) plus the fakes' own cost; a real
  * driver adds ioctl time to NVML and NVML initialisation to every nvidia-smi.
  *
+ * Prints `BENCH <figure>\t<ours>\t<baseline>\t<unit>` lines for
+ * scripts/bench.sh: NVML (the default) as "ours", nvidia-smi as the baseline.
+ *
  * Usage: bench-gpu [nvml_samples [smi_samples]]
  * Environment: AIWM_BENCH_NVML_LIB, AIWM_BENCH_SMI, AIWM_BENCH_FIXTURES override
  * the default paths (next to this binary / in the source tree). */
@@ -182,6 +185,10 @@ int main(int argc, char **argv) {
         printf("  ratio nvidia-smi/nvml per sample: %.0fx wall, %.0fx cpu (worker + children)\n",
                rs.wall / rn.wall, (rs.cpu_self + rs.cpu_children) / rn.cpu_self);
         printf("  ratio one nvidia-smi process / one NVML sample: %.0fx wall\n", rs.wall / 2 / rn.wall);
+        printf("BENCH GPU sample, wall (NVML vs nvidia-smi, fakes)\t%.1f\t%.1f\tus\n", rn.wall * 1e6,
+               rs.wall * 1e6);
+        printf("BENCH GPU sample, CPU incl. children (NVML vs nvidia-smi, fakes)\t%.1f\t%.1f\tus\n",
+               rn.cpu_self * 1e6, (rs.cpu_self + rs.cpu_children) * 1e6);
 
         gpu_probe_free(pn);
         gpu_probe_free(ps);

@@ -8,7 +8,10 @@
  * The two loops alternate in rounds so that frequency changes and noisy
  * neighbours hit both alike. CPU time is CLOCK_PROCESS_CPUTIME_ID.
  *
- * Usage: bench-proc [iterations] (default 20000). Exits 1 if a probe fails. */
+ * Usage: bench-proc [iterations] (default 20000). Exits 1 if a probe fails.
+ * Prints `BENCH <figure>\t<ours>\t<baseline>\t<unit>` lines for
+ * scripts/bench.sh (the tick against the bare loop; the parsers alone have no
+ * baseline). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -145,6 +148,9 @@ int main(int argc, char **argv) {
         printf("  probes:   hw_cpu/hw_mem/loadavg/hw_net/hw_disk             : %8.2f us cpu\n", probe / (double)iters);
         printf("  parsers alone (same data, no I/O)                         : %8.3f us cpu\n", parse / (double)iters);
         printf("  ratio probes/baseline: %.3f (target <= 2)\n", probe / base);
+        printf("BENCH metrics tick without GPUs, CPU (vs bare /proc read loop)\t%.2f\t%.2f\tus\n",
+               probe / (double)iters, base / (double)iters);
+        printf("BENCH /proc parsers alone, CPU per tick (no I/O)\t%.3f\t-\tus\n", parse / (double)iters);
         rc = 0;
         goto out;
 fail:

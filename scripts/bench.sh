@@ -60,17 +60,18 @@ const rows = fs.readFileSync(tsv, 'utf8').split('\n').filter(Boolean).map((l) =>
   return { bench, figure, ours: o === null ? ours : o, baseline: b === null ? (baseline === '-' ? null : baseline) : b,
     unit: unit || '', ratio: o !== null && b ? o / b : null };
 });
-const w = [16, 60, 14, 14, 7];
+const w = [Math.max(5, ...rows.map((r) => r.bench.length)), Math.max(6, ...rows.map((r) => r.figure.length)), 14, 14, 7];
 const cell = (s, i) => (i >= 2 ? String(s).padStart(w[i]) : String(s).padEnd(w[i]));
 const fmt = (v, u) => (v === null || v === undefined ? '-' : `${v} ${u}`);
-console.log('== summary (ratio = ours / baseline)');
+const cpu = os.cpus();
+console.log(`== summary (ratio = ours / baseline): ${new Date().toISOString()}, commit ${commit}, ` +
+  `${cpu.length} x ${cpu[0] ? cpu[0].model.trim() : '?'}, Linux ${os.release()}, ${Math.round(os.totalmem() / 1048576)} MiB`);
 console.log([ 'bench', 'figure', 'ours', 'baseline', 'ratio' ].map(cell).join(' '));
 for (const r of rows) {
   console.log([r.bench, r.figure, fmt(r.ours, r.unit), fmt(r.baseline, r.unit), r.ratio === null ? '-' : r.ratio.toFixed(2)].map(cell).join(' '));
 }
 if (!rows.length) console.log('(no BENCH lines)');
 console.log('original TypeScript worker (issue 2): ~1.0 s spawn -> register, 76-80 MiB RSS (93 MiB peak), ~7 ms CPU per heartbeat');
-const cpu = os.cpus();
 fs.writeFileSync(out, JSON.stringify({
   date: new Date().toISOString(), commit,
   host: { cpus: cpu.length, cpuModel: cpu[0] && cpu[0].model, kernel: os.release(), memTotalMiB: Math.round(os.totalmem() / 1048576) },
