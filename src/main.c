@@ -337,6 +337,7 @@ static int run(agent *a) {
                 .query = a->cfg->ws.query,
                 .ca_file = a->cfg->tls_ca_file,
                 .tls_insecure = a->cfg->tls_insecure,
+                .node_id = a->cfg->node_id,
                 .heartbeat_ms = (uint64_t)a->cfg->heartbeat_interval_ms,
                 .metrics_ms = (uint64_t)a->cfg->metrics_interval_ms,
                 .reconnect_ms = (uint64_t)a->cfg->reconnect_delay_ms,

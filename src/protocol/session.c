@@ -29,6 +29,7 @@ struct session {
         bool drop;              /* tear the connection down after the current callback */
         char drop_reason[300];
         bool auth_refused;      /* the last drop was an authentication refusal */
+        bool node_id_warned;    /* connection.ack named another node (this connection) */
 
         backoff bo;
         loop_timer *t_reconnect;
@@ -265,9 +266,26 @@ static void send_register(session *s) {
         loop_timer_arm(s->t_register, s->o.register_timeout_ms);
 }
 
+/* PROTOCOL.md §3.3: connection.ack's nodeId is the node id the controller
+ * took from our token, and the controller ignores the nodeId inside our
+ * messages (§3.4). A different id means this connection is booked under
+ * another node (e.g. NODE_TOKEN_FILE now holds another node's token): say so
+ * once per connection, naming both, and go on; the controller decides. */
+static void check_ack_node_id(session *s, json_t *env) {
+        const char *theirs = msg_str(env, "nodeId");
+
+        if (!theirs || !s->o.node_id || !*s->o.node_id || s->node_id_warned || strcmp(theirs, s->o.node_id) == 0)
+                return;
+        s->node_id_warned = true;
+        log_warn("connection.ack names another node: the controller books this connection under the "
+                 "token's node id, not NODE_ID",
+                 "nodeId", theirs, "NODE_ID", s->o.node_id, NULL);
+}
+
 static void on_connection_ack(session *s, json_t *env) {
         const char *status = msg_str(env, "status");
 
+        check_ack_node_id(s, env);
         if (status && strcmp(status, "success") == 0) {
                 loop_timer_disarm(s->t_handshake);
                 log_info("connection accepted", "nodeId", msg_str(env, "nodeId") ? msg_str(env, "nodeId") : "",
@@ -475,6 +493,7 @@ static void attempt(session *s) {
 
         set_state(s, SESSION_CONNECTING, "connecting");
         s->auth_refused = false;
+        s->node_id_warned = false;
         token = s->h.token(s->h.userdata, err, sizeof err);
         if (!token) {
                 problem(s, "no token", err);
@@ -617,8 +636,9 @@ int session_new(loop *l, const session_options *opts, const session_hooks *hooks
         s->o.query = opts->query ? strdup(opts->query) : NULL;
         s->o.ca_file = opts->ca_file ? strdup(opts->ca_file) : NULL;
         s->o.proxy = opts->proxy ? strdup(opts->proxy) : NULL;
+        s->o.node_id = opts->node_id ? strdup(opts->node_id) : NULL;
         if (!s->o.host || !s->o.nsp || (opts->query && !s->o.query) || (opts->ca_file && !s->o.ca_file) ||
-            (opts->proxy && !s->o.proxy))
+            (opts->proxy && !s->o.proxy) || (opts->node_id && !s->o.node_id))
                 goto fail;
         if (!s->o.connect_timeout_ms)
                 s->o.connect_timeout_ms = 20000;
@@ -666,6 +686,7 @@ session *session_free(session *s) {
         free((char *)s->o.query);
         free((char *)s->o.ca_file);
         free((char *)s->o.proxy);
+        free((char *)s->o.node_id);
         free(s);
         return NULL;
 }

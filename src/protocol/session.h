@@ -64,6 +64,7 @@ typedef struct session_options {
         const char *ca_file;
         bool tls_insecure;
         const char *proxy;           /* NULL: direct */
+        const char *node_id;         /* NODE_ID, compared with connection.ack's nodeId; may be NULL */
         uint64_t heartbeat_ms;       /* configured intervals, until register.ack */
         uint64_t metrics_ms;
         uint64_t reconnect_ms;       /* RECONNECT_DELAY */

@@ -237,6 +237,8 @@ struct ws_handshake {
         char accept[WS_ACCEPT_LEN + 1];
         char reason[65];
         buf in;               /* status line and headers */
+        size_t scanned;       /* bytes of `in` already checked by hs_scan() */
+        size_t line_start;    /* start of the line being received */
         size_t body_want;     /* HS_BODY: excerpt bytes still awaited */
         char body[WS_EXCERPT_MAX + 1];
         size_t body_len;
@@ -346,10 +348,80 @@ typedef struct hs_headers {
         uint64_t content_length;
 } hs_headers;
 
+/* Checks the syntax of one line of the response head (without its line
+ * end): the status line when first (and takes the status and reason from
+ * it), else a header line or the empty line. Returns 0 or fails h. */
+static int hs_line_syntax(ws_handshake *h, const char *line, size_t ll, bool first) {
+        const char *colon;
+
+        if (first) {
+                /* HTTP/1.x SP 3DIGIT [SP reason] */
+                if (ll < 12 || strncmp(line, "HTTP/1.", 7) != 0 || line[7] < '0' || line[7] > '9' ||
+                    line[8] != ' ' || line[9] < '1' || line[9] > '5' || line[10] < '0' || line[10] > '9' ||
+                    line[11] < '0' || line[11] > '9' || (ll > 12 && line[12] != ' '))
+                        return hs_fail(h, -EBADMSG, "malformed HTTP status line");
+                h->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+                if (ll > 13)
+                        sanitize(h->reason, line + 13, ll - 13, sizeof h->reason - 1);
+                return 0;
+        }
+        if (ll == 0)
+                return 0;
+        if (line[0] == ' ' || line[0] == '\t')
+                return hs_fail(h, -EBADMSG, "folded HTTP header line");
+        colon = memchr(line, ':', ll);
+        if (!colon || colon == line)
+                return hs_fail(h, -EBADMSG, "malformed HTTP header line");
+        for (const char *c = line; c < colon; c++)
+                if (!is_tchar(*c))
+                        return hs_fail(h, -EBADMSG, "malformed HTTP header name");
+        return 0;
+}
+
+/* Checks the bytes s[h->scanned..len) of the response head as they arrive,
+ * so that a corrupted upgrade reply fails the attempt at once instead of
+ * leaving the parser waiting for an end of headers that never comes (one
+ * flipped bit in the final "\r\n\r\n" does that: the WebSocket frames that
+ * follow never contain an empty line). Fails on a control byte, on a CR not
+ * followed by LF, on a first line that cannot become an HTTP/1.x status
+ * line, and on each complete line whose syntax is wrong. A CR at the very
+ * end waits for the next byte. Returns 0 or fails h. */
+static int hs_scan(ws_handshake *h, const char *s, size_t len) {
+        static const char prefix[] = "HTTP/1.";
+        size_t i;
+        int r;
+
+        for (i = h->scanned; i < len; i++) {
+                unsigned char c = (unsigned char)s[i];
+
+                if (h->line_start == 0 && i < sizeof prefix - 1 && c != (unsigned char)prefix[i])
+                        return hs_fail(h, -EBADMSG, "malformed HTTP status line");
+                if (c == '\n') {
+                        size_t ll = i - h->line_start;
+                        if (ll > 0 && s[i - 1] == '\r')
+                                ll--;
+                        r = hs_line_syntax(h, s + h->line_start, ll, h->line_start == 0);
+                        if (r < 0)
+                                return r;
+                        h->line_start = i + 1;
+                } else if (c == '\r') {
+                        if (i + 1 == len)
+                                break;
+                        if (s[i + 1] != '\n')
+                                return hs_fail(h, -EBADMSG, "CR without LF in the HTTP response head");
+                } else if ((c < 0x20 && c != '\t') || c == 0x7f) {
+                        return hs_fail(h, -EBADMSG, "control byte 0x%02x in the HTTP response head", c);
+                }
+        }
+        h->scanned = i;
+        return 0;
+}
+
 /* Parses the status line and headers in s (ending with the empty line). */
 static int hs_parse(ws_handshake *h, char *s, size_t len, hs_headers *hd) {
         char *line = s, *end = s + len;
         bool first = true;
+        int r;
 
         while (line < end) {
                 char *nl = memchr(line, '\n', (size_t)(end - line));
@@ -359,30 +431,17 @@ static int hs_parse(ws_handshake *h, char *s, size_t len, hs_headers *hd) {
                 if (le > line && le[-1] == '\r')
                         le--;
                 ll = (size_t)(le - line);
+                r = hs_line_syntax(h, line, ll, first);
+                if (r < 0)
+                        return r;
                 if (first) {
-                        /* HTTP/1.x SP 3DIGIT [SP reason] */
-                        if (ll < 12 || strncmp(line, "HTTP/1.", 7) != 0 || line[7] < '0' ||
-                            line[7] > '9' || line[8] != ' ' || line[9] < '1' || line[9] > '5' ||
-                            line[10] < '0' || line[10] > '9' || line[11] < '0' || line[11] > '9' ||
-                            (ll > 12 && line[12] != ' '))
-                                return hs_fail(h, -EBADMSG, "malformed HTTP status line");
-                        h->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
-                        if (ll > 13)
-                                sanitize(h->reason, line + 13, ll - 13, sizeof h->reason - 1);
                         first = false;
-                } else if (ll > 0 && (line[0] == ' ' || line[0] == '\t')) {
-                        return hs_fail(h, -EBADMSG, "folded HTTP header line");
                 } else if (ll > 0) {
                         char *colon = memchr(line, ':', ll);
                         const char *v;
                         size_t nlen, vlen;
 
-                        if (!colon || colon == line)
-                                return hs_fail(h, -EBADMSG, "malformed HTTP header line");
                         nlen = (size_t)(colon - line);
-                        for (size_t i = 0; i < nlen; i++)
-                                if (!is_tchar(line[i]))
-                                        return hs_fail(h, -EBADMSG, "malformed HTTP header name");
                         v = colon + 1;
                         vlen = (size_t)(le - v);
                         while (vlen > 0 && (*v == ' ' || *v == '\t')) {
@@ -460,6 +519,11 @@ int ws_handshake_feed(ws_handshake *h, const void *data, size_t len, size_t *ret
                         return hs_fail(h, r, "out of memory");
         }
         end = find_header_end(h->in.data ? h->in.data : "", h->in.len, old >= 2 ? old - 2 : 0);
+        if (h->in.len > 0) {
+                r = hs_scan(h, h->in.data, end ? end : h->in.len);
+                if (r < 0)
+                        return r;
+        }
         if (end == 0) {
                 if (h->in.len >= WS_HANDSHAKE_MAX)
                         return hs_fail(h, -E2BIG, "HTTP response headers over %u bytes",

@@ -113,6 +113,26 @@ api POST /api/nodes "{\"_id\":\"$OTHER\",\"name\":\"late\",\"role\":[\"worker\"]
 check "registers once the node exists" wait_log "$T/unk.log" "registered" 6
 stop_pid "$WORKER_PID"
 
+# --- connection.ack naming another node: warned once per connection, kept ---
+# The controller books a connection under its token's node id (PROTOCOL.md
+# §3.3) and ignores the nodeId in our messages: a token file rotated to
+# another node's token must not go unnoticed.
+mint "$NODE" >"$T/tok2"
+start_worker nid CONTROLLER_WS_URL="$URL" NODE_TOKEN_FILE="$T/tok2" NODE_ID=$NODE RECONNECT_DELAY=200 RECONNECT_DELAY_MAX=400
+check "own token: registers" wait_log "$T/nid.log" "registered heartbeatInterval" 5
+check "own token: no node id warning" test "$(count_log "$T/nid.log" 'names another node')" = 0
+mint "$OTHER" >"$T/tok2"
+kill -HUP "$WORKER_PID"
+check "another node's token: warning names both ids" \
+        wait_log "$T/nid.log" "names another node.*nodeId=$OTHER.*NODE_ID=$NODE" 5
+check "another node's token: not dropped, registers" \
+        bash -c "for i in \$(seq 1 50); do [ \$(grep -c 'registered heartbeatInterval' '$T/nid.log') -ge 2 ] && exit 0; sleep 0.1; done; exit 1"
+api POST /admin/faults '{"mode":"kick"}' >/dev/null
+check "warned again on the next connection" \
+        bash -c "for i in \$(seq 1 50); do [ \$(grep -c 'registered heartbeatInterval' '$T/nid.log') -ge 3 ] && exit 0; sleep 0.1; done; exit 1"
+check "once per connection (2 warnings for 2 connections)" test "$(count_log "$T/nid.log" 'names another node')" = 2
+stop_pid "$WORKER_PID"
+
 # --- REGISTRATION_FAILED (upstream HEAD): heartbeats go on, register retried
 api POST /admin/config '{"registerFails":true}' >/dev/null
 start_worker rf CONTROLLER_WS_URL="$URL" NODE_TOKEN="$GOOD" HEARTBEAT_INTERVAL=200 METRICS_INTERVAL=400 RECONNECT_DELAY=300 RECONNECT_DELAY_MAX=600
@@ -144,6 +164,52 @@ api POST /admin/faults '{"mode":"stall","phase":"open","target":"new","count":1}
 start_worker st CONTROLLER_WS_URL="$URL" NODE_TOKEN="$GOOD" RECONNECT_DELAY=200 RECONNECT_DELAY_MAX=400
 check "stall then recovery" wait_log "$T/st.log" "registered heartbeatInterval" 30
 stop_pid "$WORKER_PID"
+
+# --- corrupted upgrade reply: the attempt fails at once --------------------
+# A server answering the upgrade with a valid 101 whose head is corrupted
+# (one flipped bit, as the chaos proxy does), followed by the Engine.IO OPEN
+# frame, then silence. Before the fix a flipped bit in the final CRLFCRLF
+# left the worker waiting for the connect timeout (20 s).
+cat >"$T/bad101.js" <<'JS'
+const net = require('net');
+const crypto = require('crypto');
+const fs = require('fs');
+const variants = [
+  (h) => h.replace(/\r\n\r\n$/, '\r\n\x0c\n'),   // CR of the empty line -> control byte
+  (h) => h.replace(/\r\n\r\n$/, '\r\n\r*'),       // its LF -> '*': CR without LF
+  (h) => h.replace(/\r\n\r\n$/, '\r\nM\n'),       // its CR -> 'M': a line without a colon
+];
+let n = 0;
+const held = [];
+const srv = net.createServer((c) => {
+  let req = '';
+  held.push(c);
+  c.on('error', () => {});
+  c.on('data', (d) => {
+    req += d.toString('latin1');
+    if (!req.includes('\r\n\r\n')) return;
+    const key = /sec-websocket-key:\s*(\S+)/i.exec(req)[1];
+    const accept = crypto.createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+    const head = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`;
+    const open = Buffer.from('0{"sid":"x","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}');
+    c.write(Buffer.concat([Buffer.from(variants[n++ % variants.length](head), 'latin1'), Buffer.from([0x81, open.length]), open]));
+    req = '';
+  });
+});
+srv.listen(0, '127.0.0.1', () => fs.writeFileSync(process.argv[2], String(srv.address().port)));
+JS
+node "$T/bad101.js" "$T/bad101.port" &
+PIDS+=($!)
+B101_PID=$!
+for i in $(seq 1 50); do [ -s "$T/bad101.port" ] && break; sleep 0.1; done
+start_worker b101 CONTROLLER_WS_URL="ws://127.0.0.1:$(cat "$T/bad101.port")/ws/node" NODE_TOKEN="$GOOD" RECONNECT_DELAY=100 RECONNECT_DELAY_MAX=200
+check "corrupted upgrade reply: fails at once with a clear reason" \
+        wait_log "$T/b101.log" "connection attempt failed.*control byte 0x0c in the HTTP response head" 3
+check "CR without LF in the reply: fails at once" wait_log "$T/b101.log" "CR without LF in the HTTP response head" 3
+check "header line without a colon: fails at once" wait_log "$T/b101.log" "malformed HTTP header line" 3
+check "no connect timeout waited for" bash -c "! grep -q 'handshake timed out' '$T/b101.log'"
+stop_pid "$WORKER_PID"
+stop_pid "$B101_PID"
 stop_pid "$CTL_PID"
 
 # --- TLS --------------------------------------------------------------------

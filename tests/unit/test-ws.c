@@ -287,6 +287,18 @@ static void test_handshake_failures(void **state) {
                 { "HTTP/1.1 101 OK\r\nNo colon\r\n\r\n", -EBADMSG, 101, "malformed HTTP header line" },
                 { "HTTP/1.1 101 OK\r\nBad name: x\r\n\r\n", -EBADMSG, 101, "malformed HTTP header name" },
                 { "HTTP/1.1 400 X\r\nContent-Length: -1\r\n\r\n", -EBADMSG, 400, "bad Content-Length" },
+                /* Corrupted before the end of the head: fails without waiting for it. */
+                { "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\x0c\n\x81\x7e", -EBADMSG, 101,
+                  "control byte 0x0c in the HTTP response head" },
+                { "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r*\x81\x7e", -EBADMSG, 101,
+                  "CR without LF in the HTTP response head" },
+                { "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nM\n\x81\x7e", -EBADMSG, 101,
+                  "malformed HTTP header line" },
+                { "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nX: \x01", -EBADMSG, 101,
+                  "control byte 0x01 in the HTTP response head" },
+                { "HTTP/1.1 101 Switching\rProtocols\r\n", -EBADMSG, 0, "CR without LF in the HTTP response head" },
+                { "HTTX/1.1", -EBADMSG, 0, "malformed HTTP status line" },
+                { "\x16\x03\x01", -EBADMSG, 0, "malformed HTTP status line" },
         };
 
         for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
@@ -305,6 +317,48 @@ static void test_handshake_failures(void **state) {
                 assert_int_equal(ws_handshake_eof(h), t[i].error);
                 ws_handshake_free(h);
         }
+}
+
+/* The chaos proxy's finding: one flipped bit anywhere in the upgrade reply
+ * (followed, as on the wire, by the Engine.IO OPEN frame) either still
+ * yields an acceptable handshake or fails at once; the parser never waits
+ * for more bytes, which would stall the attempt until the connect timeout.
+ * Fed whole and byte by byte. */
+static void test_handshake_bit_flips_never_stall(void **state) {
+        buf stream;
+        size_t hlen = strlen(captured_101), ok = 0, failed = 0;
+
+        buf_init(&stream, 0);
+        assert_int_equal(buf_append_str(&stream, captured_101), 0);
+        srv_frame(&stream, WS_OP_TEXT, true, open_packet, strlen(open_packet));
+        for (size_t at = 0; at < hlen; at++) {
+                for (int bit = 0; bit < 8; bit++) {
+                        ws_handshake *h = NULL;
+                        size_t used = 0;
+                        int r = 0, r1 = 0;
+
+                        stream.data[at] ^= (char)(1 << bit);
+                        assert_int_equal(ws_handshake_new(captured_key, &h), 0);
+                        r = ws_handshake_feed(h, stream.data, stream.len, &used);
+                        ws_handshake_free(h);
+                        assert_int_equal(ws_handshake_new(captured_key, &h), 0);
+                        for (size_t i = 0; i < stream.len && r1 == 0; i++)
+                                r1 = ws_handshake_feed(h, stream.data + i, 1, &used);
+                        if (r == 0 || r1 == 0 || (r < 0) != (r1 < 0))
+                                fail_msg("bit %d of byte %zu (0x%02x): whole %d, byte by byte %d (%s)", bit, at,
+                                         (unsigned char)stream.data[at], r, r1, ws_handshake_error(h));
+                        ws_handshake_free(h);
+                        stream.data[at] ^= (char)(1 << bit);
+                        if (r == 1)
+                                ok++;
+                        else
+                                failed++;
+                }
+        }
+        /* Most flips break the handshake; case flips in header names do not. */
+        assert_true(failed > hlen * 4);
+        assert_true(ok > 0);
+        buf_done(&stream);
 }
 
 static void test_handshake_body_split(void **state) {
@@ -749,6 +803,7 @@ int main(void) {
                 cmocka_unit_test(test_handshake_captured_every_split),
                 cmocka_unit_test(test_handshake_byte_by_byte),
                 cmocka_unit_test(test_handshake_failures),
+                cmocka_unit_test(test_handshake_bit_flips_never_stall),
                 cmocka_unit_test(test_handshake_body_split),
                 cmocka_unit_test(test_handshake_eof_and_cap),
                 cmocka_unit_test(test_raw_http_after_101),
