@@ -15,6 +15,8 @@
 # baseline, ratio = ours / baseline) and into BUILD_DIR/bench-results.json;
 # everything else a bench prints is shown as is. Not part of the tests:
 # timings are for reading, not asserting. Exit 1 when a bench failed.
+# BENCH_COMMIT names the commit in the JSON when the source is not a git
+# checkout (default: git rev-parse --short HEAD).
 set -uo pipefail
 BUILD=${1:-build}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,7 +50,7 @@ if [ "${BENCH_DOWNLOAD:-0}" = 1 ]; then
         run bench-download bash "$SRC/bench/bench-download.sh" "$BUILD/aiwm-worker"
 fi
 
-COMMIT=$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)
+COMMIT=${BENCH_COMMIT:-$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)}
 node - "$T/bench.tsv" "$BUILD/bench-results.json" "$T/transport.json" "$COMMIT" "${failed[*]:-}" <<'JS'
 const [tsv, out, transport, commit, failed] = process.argv.slice(2);
 const fs = require('fs');
@@ -68,7 +70,8 @@ console.log(`== summary (ratio = ours / baseline): ${new Date().toISOString()}, 
   `${cpu.length} x ${cpu[0] ? cpu[0].model.trim() : '?'}, Linux ${os.release()}, ${Math.round(os.totalmem() / 1048576)} MiB`);
 console.log([ 'bench', 'figure', 'ours', 'baseline', 'ratio' ].map(cell).join(' '));
 for (const r of rows) {
-  console.log([r.bench, r.figure, fmt(r.ours, r.unit), fmt(r.baseline, r.unit), r.ratio === null ? '-' : r.ratio.toFixed(2)].map(cell).join(' '));
+  const ratio = r.ratio === null ? '-' : r.ratio === 0 || r.ratio >= 0.1 ? r.ratio.toFixed(2) : r.ratio.toPrecision(2);
+  console.log([r.bench, r.figure, fmt(r.ours, r.unit), fmt(r.baseline, r.unit), ratio].map(cell).join(' '));
 }
 if (!rows.length) console.log('(no BENCH lines)');
 console.log('original TypeScript worker (issue 2): ~1.0 s spawn -> register, 76-80 MiB RSS (93 MiB peak), ~7 ms CPU per heartbeat');
