@@ -50,14 +50,39 @@ typedef struct mctx {
         unsigned max_parallel, stall_s;
         uint64_t retry_base_ms;
         dl *dls; /* downloads in progress or waiting for a lock */
+        model_ensure *ensures; /* every handle not yet freed */
+        loop_timer *reap; /* stops the downloads nobody waits for any more */
 } mctx;
 
-/* A command waiting for a download. */
+/* A command or an ensure handle waiting for a download. */
 typedef struct waiter {
-        cmd_job *job;
+        cmd_job *job;        /* a command, or NULL and: */
+        model_ensure *ens;   /* a model_cmd_ensure() handle */
         bool cache;  /* model.cache (else model.download) */
         struct waiter *next;
 } waiter;
+
+/* A model_cmd_ensure() caller. Waiting: d set, a waiter in d->waiters.
+ * Finished: d NULL, the result stored, timer armed to deliver it. Orphaned
+ * (the engine was freed): m NULL, no timer, waits for model_ensure_cancel(). */
+struct model_ensure {
+        mctx *m;
+        dl *d;
+        model_ensure *next;  /* m->ensures */
+        model_ensure_progress_cb progress;
+        model_ensure_done_cb done;
+        void *ud;
+        loop_timer *timer;
+        bool live;           /* model_cmd_ensure() has returned it */
+        bool cancelled;      /* during a progress call: reaped after it */
+        bool delivering;     /* inside done */
+        bool finished;
+        int r;
+        char *path;
+        uint64_t size;
+        const char *code;
+        char message[640];
+};
 
 /* One file of a download plan. */
 typedef struct pfile {
@@ -103,6 +128,7 @@ struct dl {
         model_fetch *fetch;
         loop_timer *tick;
         waiter *waiters;
+        unsigned in_cb; /* inside ensure progress callbacks */
         char *path;     /* the model's path on success */
         uint64_t started_ms;
 };
@@ -346,6 +372,101 @@ static void db_put(mctx *m, const char *id, const char *path, const json_t *mani
         free(s);
 }
 
+/* ---- ensure handles ---- */
+
+static void ensure_unlink(model_ensure *h) {
+        model_ensure **pp;
+
+        if (!h->m)
+                return;
+        for (pp = &h->m->ensures; *pp; pp = &(*pp)->next)
+                if (*pp == h) {
+                        *pp = h->next;
+                        break;
+                }
+        h->next = NULL;
+}
+
+static void ensure_free(model_ensure *h) {
+        ensure_unlink(h);
+        loop_timer_free(h->timer);
+        free(h->path);
+        free(h);
+}
+
+static void ensure_deliver(loop_timer *t, void *userdata) {
+        model_ensure *h = userdata;
+
+        /* Off the context's list: whatever done does (even freeing the
+         * engine), h is freed here afterwards. */
+        ensure_unlink(h);
+        h->m = NULL;
+        h->delivering = true;
+        if (h->done)
+                h->done(h->r, h->r < 0 ? NULL : h->path, h->size, h->r < 0 ? h->code : NULL,
+                        h->r < 0 ? h->message : NULL, h->ud);
+        ensure_free(h);
+}
+
+/* Stores the outcome of the handle of w and detaches it from w's download;
+ * done runs on a later turn. */
+static void ensure_finish(waiter *w, int r, const char *path, uint64_t size, const char *code,
+                          const char *message) {
+        model_ensure *h = w->ens;
+        char *p;
+
+        if (!h || h->cancelled || h->finished)
+                return;
+        w->ens = NULL;
+        h->finished = true;
+        h->d = NULL;
+        if (r == 0 && !(h->path = strdup(path))) {
+                r = -ENOMEM;
+                code = CMD_E_INTERNAL;
+                message = "out of memory";
+        }
+        h->r = r;
+        h->size = r == 0 ? size : 0;
+        h->code = code ? code : CMD_E_INTERNAL;
+        snprintf(h->message, sizeof h->message, "%s", message ? message : "");
+        for (p = h->message; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7F)
+                        *p = ' ';
+        loop_timer_arm(h->timer, 0);
+}
+
+/* Completes a waiter with an error: the command's result, or the handle's
+ * done (details, stolen, are for commands only). */
+static void waiter_fail(waiter *w, int r, const char *code, const char *message, bool retryable, json_t *details) {
+        if (w->job) {
+                cmd_job_fail(w->job, code, message, retryable, details);
+                return;
+        }
+        json_decref(details);
+        ensure_finish(w, r, NULL, 0, code, message);
+}
+
+/* Frees the handles cancelled from inside d's progress calls; when nobody
+ * waits any more, d is stopped on a later turn (its callers still use it). */
+static void reap_cancelled(dl *d) {
+        waiter **pp = &d->waiters;
+        bool removed = false;
+
+        while (*pp) {
+                waiter *w = *pp;
+                if (w->ens && w->ens->cancelled) {
+                        *pp = w->next;
+                        ensure_free(w->ens);
+                        free(w);
+                        removed = true;
+                } else {
+                        pp = &w->next;
+                }
+        }
+        if (removed && !d->waiters)
+                loop_timer_arm(d->m->reap, 0);
+}
+
 /* ---- progress ---- */
 
 static void progress_numbers(dl *d, uint64_t *done, uint64_t *total, uint64_t *speed,
@@ -368,6 +489,7 @@ static void progress_numbers(dl *d, uint64_t *done, uint64_t *total, uint64_t *s
 
 static void emit_progress(dl *d, const char *status) {
         uint64_t done, total, speed;
+        json_t *edata = NULL;
         bool verifying;
         waiter *w;
         int pct;
@@ -384,7 +506,23 @@ static void emit_progress(dl *d, const char *status) {
                 if (pct > 99 && strcmp(status, "completed") != 0)
                         pct = 99;
         }
+        d->in_cb++;
         for (w = d->waiters; w; w = w->next) {
+                if (!w->job) {
+                        model_ensure *h = w->ens;
+                        /* Not before model_cmd_ensure() has returned it. */
+                        if (!h || !h->live || h->cancelled || !h->progress)
+                                continue;
+                        if (!edata)
+                                edata = json_pack("{s:s,s:s,s:I,s:I,s:i,s:I,s:I}", "modelId", d->model_id,
+                                                  "status", status, "bytesDownloaded", (json_int_t)done,
+                                                  "bytesTotal", (json_int_t)total, "progress", pct, "speedBps",
+                                                  (json_int_t)speed, "etaSeconds",
+                                                  (json_int_t)(speed && total > done ? (total - done) / speed : 0));
+                        if (edata)
+                                h->progress(edata, h->ud);
+                        continue;
+                }
                 json_t *data = json_pack("{s:s,s:s,s:s,s:I,s:I,s:i,s:I,s:I}", "modelId", d->model_id,
                                          "originalMessageId", cmd_job_message_id(w->job), "status",
                                          status, "bytesDownloaded", (json_int_t)done, "bytesTotal",
@@ -393,6 +531,9 @@ static void emit_progress(dl *d, const char *status) {
                                          (json_int_t)(speed && total > done ? (total - done) / speed : 0));
                 cmd_job_emit(w->job, "model.downloadProgress", data);
         }
+        if (--d->in_cb == 0)
+                reap_cancelled(d);
+        json_decref(edata);
 }
 
 static void tick_cb(loop_timer *t, void *userdata) {
@@ -518,7 +659,8 @@ static void dl_fail(dl *d, int r, const char *message, json_t *details) {
                  "error", message, NULL);
         emit_progress(d, "failed");
         for (w = d->waiters; w; w = w->next)
-                cmd_job_fail(w->job, code, message, retryable, details ? json_incref(details) : NULL);
+                if (w->job || w->ens)
+                        waiter_fail(w, r, code, message, retryable, details ? json_incref(details) : NULL);
         json_decref(details);
         if (model_cache_manifest_read(d->m->cache, d->model_id, &manifest) == 0)
                 db_put(d->m, d->model_id, str_member(manifest, "path"), manifest, "complete");
@@ -877,6 +1019,10 @@ static void dl_succeed(dl *d) {
                  "bytes", size_s, NULL);
         for (w = d->waiters; w; w = w->next) {
                 json_t *res;
+                if (!w->job) {
+                        ensure_finish(w, 0, d->path, total, NULL, NULL);
+                        continue;
+                }
                 if (w->cache) {
                         res = json_pack("{s:s,s:I,s:b,s:s}", "path", d->path, "sizeBytes", (json_int_t)total,
                                         "alreadyCached", 0, "cachedAt", now);
@@ -1288,14 +1434,26 @@ static bool cache_hit(mctx *m, const char *model_id, const json_t *data, const c
         return true;
 }
 
-static int fetch_start(cmd_job *job, bool cache) {
-        mctx *m = cmd_job_ctx(job);
-        const json_t *data = cmd_job_data(job), *cred = json_object_get(data, "credentials");
-        const char *model_id = cmd_job_resource_id(job), *src = str_member(data, "source");
+/* Attaches the waiter w (a command or an ensure handle) to d. */
+static void waiter_attach(waiter *w, dl *d) {
+        if (w->job)
+                cmd_job_set_userdata(w->job, d);
+        else
+                w->ens->d = d;
+}
+
+/* model.download (cache false) and model.cache for req, a command or an
+ * ensure handle (copied into the waiter attached to the download): starts,
+ * joins or waits for the download data asks for, or completes req at once
+ * (refused targetPath, model already complete, no S3 endpoint). Returns 0,
+ * or a negative errno with nothing attached nor completed. */
+static int fetch_request(mctx *m, const char *model_id, const json_t *data, bool cache, const waiter *req) {
+        const json_t *cred = json_object_get(data, "credentials");
+        const char *src = str_member(data, "source");
         const char *ver = str_member(data, "version");
         char err[300], *target_rel = NULL, *sig = NULL, key[MODEL_CACHE_KEY_NAME_MAX];
         json_t *mf = NULL;
-        waiter *w = NULL;
+        waiter *w = NULL, once = *req;
         dl *d, *o;
         int r;
 
@@ -1303,17 +1461,23 @@ static int fetch_start(cmd_job *job, bool cache) {
         if (r < 0) {
                 char msg[400];
                 snprintf(msg, sizeof msg, "data.targetPath refused: %s", err);
-                cmd_job_fail(job, CMD_E_COMMAND_INVALID, msg, false, NULL);
+                waiter_fail(&once, -EINVAL, CMD_E_COMMAND_INVALID, msg, false, NULL);
                 return 0;
         }
         if (cache && cache_hit(m, model_id, data, target_rel, &mf)) {
-                json_t *res = json_pack("{s:s,s:O,s:b,s:s}", "path", str_member(mf, "path"), "sizeBytes",
-                                        json_object_get(mf, "sizeBytes"), "alreadyCached", 1, "cachedAt",
-                                        str_member(mf, "completedAt") ? str_member(mf, "completedAt") : "");
                 db_put(m, model_id, str_member(mf, "path"), mf, "complete"); /* lastUsedAt */
+                if (req->job) {
+                        json_t *res = json_pack("{s:s,s:O,s:b,s:s}", "path", str_member(mf, "path"), "sizeBytes",
+                                                json_object_get(mf, "sizeBytes"), "alreadyCached", 1, "cachedAt",
+                                                str_member(mf, "completedAt") ? str_member(mf, "completedAt") : "");
+                        cmd_job_succeed(req->job, res);
+                } else {
+                        json_int_t size = json_integer_value(json_object_get(mf, "sizeBytes"));
+                        ensure_finish(&once, 0, str_member(mf, "path"), size > 0 ? (uint64_t)size : 0, NULL,
+                                      NULL);
+                }
                 json_decref(mf);
                 free(target_rel);
-                cmd_job_succeed(job, res);
                 return 0;
         }
         if (!strcmp(src, "huggingface") && !ver)
@@ -1326,19 +1490,24 @@ static int fetch_start(cmd_job *job, bool cache) {
                 free(target_rel);
                 return -ENOMEM;
         }
-        w->job = job;
+        *w = *req;
         w->cache = cache;
-        cmd_job_set_userdata(job, NULL);
+        w->next = NULL;
+        if (w->job)
+                cmd_job_set_userdata(w->job, NULL);
         /* Identical request in progress: wait for its result. */
         for (o = m->dls; o; o = o->next)
                 if (!strcmp(o->sig, sig)) {
                         w->next = o->waiters;
                         o->waiters = w;
-                        cmd_job_set_userdata(job, o);
+                        waiter_attach(w, o);
                         free(sig);
                         free(target_rel);
-                        log_info("model download joined one in progress", "modelId", model_id,
-                                 "messageId", cmd_job_message_id(job), NULL);
+                        if (w->job)
+                                log_info("model download joined one in progress", "modelId", model_id,
+                                         "messageId", cmd_job_message_id(w->job), NULL);
+                        else
+                                log_info("model download joined one in progress", "modelId", model_id, NULL);
                         return 0;
                 }
         d = calloc(1, sizeof *d);
@@ -1383,8 +1552,8 @@ static int fetch_start(cmd_job *job, bool cache) {
                 const char *ep = str_member(data, "endpoint") ? str_member(data, "endpoint") : m->s3_endpoint;
                 const char *user = str_member(cred, "username"), *pass = str_member(cred, "password");
                 if (!ep) {
-                        cmd_job_fail(job, CMD_E_COMMAND_INVALID,
-                                     "no S3 endpoint: set S3_ENDPOINT on the worker or data.endpoint", false, NULL);
+                        waiter_fail(&once, -EINVAL, CMD_E_COMMAND_INVALID,
+                                    "no S3 endpoint: set S3_ENDPOINT on the worker or data.endpoint", false, NULL);
                         d->waiters = NULL;
                         free(w);
                         dl_free(d);
@@ -1411,7 +1580,7 @@ static int fetch_start(cmd_job *job, bool cache) {
         r = loop_timer_new(m->l, tick_cb, d, &d->tick);
         if (r < 0)
                 goto fail;
-        cmd_job_set_userdata(job, d);
+        waiter_attach(w, d);
         d->next = m->dls;
         m->dls = d;
         /* Another download of the same files: wait for it to finish. */
@@ -1429,6 +1598,12 @@ fail:
         free(w);
         dl_free(d);
         return r;
+}
+
+static int fetch_start(cmd_job *job, bool cache) {
+        const waiter req = { .job = job };
+
+        return fetch_request(cmd_job_ctx(job), cmd_job_resource_id(job), cmd_job_data(job), cache, &req);
 }
 
 static int download_start(cmd_job *job) {
@@ -1458,6 +1633,110 @@ static void fetch_cancel(cmd_job *job) {
                 log_info("model download stopped", "modelId", d->model_id, NULL);
                 dl_end(d);
         }
+}
+
+/* ---- ensuring a model without a command ---- */
+
+/* Stops the downloads whose last waiter was cancelled: those waiting for a
+ * lock first, so that none is started only to be stopped. */
+static void reap_cb(loop_timer *t, void *userdata) {
+        mctx *m = userdata;
+        dl *d, *stop;
+
+        for (;;) {
+                stop = NULL;
+                for (d = m->dls; d; d = d->next)
+                        if (!d->waiters && (!stop || d->waiting_lock))
+                                stop = d;
+                if (!stop)
+                        break;
+                log_info("model download stopped", "modelId", stop->model_id, NULL);
+                dl_end(stop);
+        }
+}
+
+int model_cmd_ensure(cmd_engine *e, const char *model_id, const json_t *data, model_ensure_progress_cb progress,
+                     model_ensure_done_cb done, void *ud, model_ensure **ret, char *err, size_t errlen) {
+        mctx *m = e ? cmd_engine_handler_ctx(e, "model.cache") : NULL;
+        json_t *resource = NULL, *copy = NULL;
+        model_ensure *h = NULL;
+        waiter req = { 0 };
+        int r;
+
+        if (errlen)
+                err[0] = '\0';
+        if (!m)
+                return -ENOENT;
+        if (!model_id || !*model_id || strlen(model_id) > CMD_MAX_RESOURCE_ID || has_ctl(model_id))
+                return bad(err, errlen, "the model id must be a string of 1 to 256 bytes");
+        if (!json_is_object(data))
+                return bad(err, errlen, "data must be an object");
+        resource = json_pack("{s:s,s:s}", "type", "model", "id", model_id);
+        if (!resource)
+                return -ENOMEM;
+        r = validate_fetch(data, resource, err, errlen);
+        json_decref(resource);
+        if (r < 0)
+                return r;
+        /* The caller may change data once this returns. */
+        copy = json_deep_copy(data);
+        h = calloc(1, sizeof *h);
+        r = -ENOMEM;
+        if (!copy || !h)
+                goto out_free;
+        r = loop_timer_new(m->l, ensure_deliver, h, &h->timer);
+        if (r < 0)
+                goto out_free;
+        h->m = m;
+        h->progress = progress;
+        h->done = done;
+        h->ud = ud;
+        h->next = m->ensures;
+        m->ensures = h;
+        req.ens = h;
+        r = fetch_request(m, model_id, copy, true, &req);
+        if (r < 0) {
+                snprintf(err, errlen, "cannot start the download: %s", strerror(-r));
+                goto out_free;
+        }
+        h->live = true;
+        if (ret)
+                *ret = h;
+        h = NULL;
+        /* The download has taken what it needs of them. */
+        json_object_del(copy, "credentials");
+        r = 0;
+out_free:
+        if (h)
+                ensure_free(h);
+        json_decref(copy);
+        return r;
+}
+
+void model_ensure_cancel(model_ensure *h) {
+        waiter **pp;
+        dl *d;
+
+        if (!h || h->delivering || h->cancelled)
+                return;
+        d = h->d;
+        if (d && d->in_cb) {
+                /* Inside d's progress calls: emit_progress() reaps it. */
+                h->cancelled = true;
+                return;
+        }
+        if (d) {
+                for (pp = &d->waiters; *pp; pp = &(*pp)->next)
+                        if ((*pp)->ens == h) {
+                                waiter *w = *pp;
+                                *pp = w->next;
+                                free(w);
+                                break;
+                        }
+                if (!d->waiters)
+                        loop_timer_arm(h->m->reap, 0);
+        }
+        ensure_free(h);
 }
 
 /* ---- model.delete ---- */
@@ -1705,6 +1984,17 @@ static void mctx_free(void *p) {
 
         if (!m)
                 return;
+        /* Pending handles get no callback; each stays valid for its owner's
+         * model_ensure_cancel(). */
+        while (m->ensures) {
+                model_ensure *h = m->ensures;
+                m->ensures = h->next;
+                h->next = NULL;
+                h->m = NULL;
+                h->d = NULL;
+                h->timer = loop_timer_free(h->timer);
+        }
+        m->reap = loop_timer_free(m->reap);
         while (m->dls)
                 dl_free(m->dls);
         if (m->own_http)
@@ -1753,6 +2043,9 @@ int model_cmd_register(cmd_engine *e, const model_cmd_config *cfg) {
         m->e = e;
         m->l = host->l;
         m->db = host->db;
+        r = loop_timer_new(m->l, reap_cb, m, &m->reap);
+        if (r < 0)
+                goto fail;
         r = model_cache_open(cfg->model_cache_dir, &m->cache, err, sizeof err);
         if (r < 0)
                 goto fail;

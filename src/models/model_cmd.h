@@ -72,3 +72,54 @@ typedef struct model_cmd_config {
  * directories. Returns 0 or a negative errno (-EINVAL: no or a relative
  * model_cache_dir; else the error of creating or opening it). */
 int model_cmd_register(cmd_engine *e, const model_cmd_config *cfg);
+
+/* ---- ensuring a model without a command (deployments) ----
+ *
+ * The download machinery of model.cache for other modules: the same
+ * coalescing, locks, resume, verification, manifests and progress, with
+ * callbacks instead of command results and events. */
+
+typedef struct model_ensure model_ensure;
+
+/* progress: the data object model.downloadProgress would carry (borrowed,
+ * valid during the call): {modelId, status, bytesDownloaded, bytesTotal,
+ * progress, speedBps, etaSeconds}, without originalMessageId; at most once a
+ * second while transferring and once at the end, never from inside
+ * model_cmd_ensure() and never for a model already complete. */
+typedef void (*model_ensure_progress_cb)(const json_t *progress, void *ud);
+/* done: r 0 with path (the model's absolute local path; for Hugging Face the
+ * snapshot directory) and size_bytes, code and message NULL; or r < 0 (a
+ * negative errno) with code (a PROTOCOL.md §4.5 code string: the code a
+ * model.cache command would fail with, e.g. "2001", "2003", "3001", "3003",
+ * "3004") and a one-line message, path NULL. Everything is borrowed for the
+ * call. Always on a later loop turn than model_cmd_ensure(); the handle is
+ * freed after done returns (model_ensure_cancel() on it from inside done does
+ * nothing). */
+typedef void (*model_ensure_done_cb)(int r, const char *path, uint64_t size_bytes, const char *code,
+                                     const char *message, void *ud);
+
+/* Makes sure model_id is complete in the cache, exactly as a model.cache
+ * command with resource.id model_id and this data would: data (borrowed,
+ * copied) has the fields of model.download (source, sourcePath, version,
+ * targetPath, credentials, include/exclude, files, filename, sha256,
+ * endpoint, force) and is validated the same way. No network when the
+ * model's manifest says it is complete with every file in place; else a
+ * download, joining an identical one in progress (a command's or another
+ * ensure's) or waiting for another one on the same files, as commands do.
+ * e is the engine model_cmd_register() was called on. progress and done may
+ * be NULL. Returns 0 and, when ret is not NULL, *ret (until done has
+ * returned or model_ensure_cancel()); -EINVAL with a message in err when
+ * model_id or data is invalid (the validator's message; a targetPath
+ * outside the cache, which only shows when resolving it, comes through done
+ * with "2001" like for a command); -ENOENT when the model commands are not
+ * registered on e; -ENOMEM. Errors of the download arrive through done. */
+int model_cmd_ensure(cmd_engine *e, const char *model_id, const json_t *data, model_ensure_progress_cb progress,
+                     model_ensure_done_cb done, void *ud, model_ensure **ret, char *err, size_t errlen);
+
+/* Stops waiting: no callback afterwards, the handle is freed. The transfer
+ * stops (its partial files kept for a later resume) on a later loop turn
+ * when nobody else (command or ensure) waits for it. Safe from inside
+ * progress (this or any other handle's) and done (another handle's); accepts
+ * NULL. A handle still pending when the engine is freed gets no callback and
+ * stays valid for this call alone, which frees it. */
+void model_ensure_cancel(model_ensure *h);

@@ -4,8 +4,12 @@
  * validation (2001, traversal), http and Hugging Face downloads with the
  * cache layout, progress events, model.cache without network, coalesced
  * duplicates, a second request waiting for the first, private repositories,
- * model.list, model.delete (2003, 2007 in use, force), and a download
- * resumed by a new engine after the first one went away mid-transfer. */
+ * model.list, model.delete (2003, 2007 in use, force), a download
+ * resumed by a new engine after the first one went away mid-transfer, and
+ * model_cmd_ensure(): download with progress, no network when complete,
+ * joining a command's transfer, invalid data, cancellation (from outside,
+ * from inside progress, before delivery, after the engine went away) and
+ * the error code a command would get. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -714,6 +718,420 @@ static void test_resume_after_restart(void **state) {
         assert_int_equal(st.st_size, BIG);
 }
 
+/* ---- model_cmd_ensure() ---- */
+
+typedef struct ens {
+        int done, progress;
+        int r;
+        bool path_null;
+        char path[512], code[16], message[700], status[32];
+        uint64_t size;
+        model_ensure *h;
+        bool cancel_in_progress;
+} ens;
+
+static void ens_progress(const json_t *p, void *ud) {
+        ens *e = ud;
+
+        e->progress++;
+        assert_null(json_object_get(p, "originalMessageId"));
+        assert_non_null(json_string_value(json_object_get(p, "modelId")));
+        assert_true(json_is_integer(json_object_get(p, "bytesDownloaded")));
+        assert_true(json_is_integer(json_object_get(p, "bytesTotal")));
+        assert_true(json_is_integer(json_object_get(p, "progress")));
+        assert_true(json_is_integer(json_object_get(p, "speedBps")));
+        assert_true(json_is_integer(json_object_get(p, "etaSeconds")));
+        snprintf(e->status, sizeof e->status, "%s", json_string_value(json_object_get(p, "status")));
+        if (e->cancel_in_progress) {
+                model_ensure_cancel(e->h);
+                model_ensure_cancel(e->h); /* twice: still nothing */
+                e->h = NULL;
+        }
+}
+
+static void ens_done(int r, const char *path, uint64_t size, const char *code, const char *message, void *ud) {
+        ens *e = ud;
+
+        e->done++;
+        e->r = r;
+        e->size = size;
+        e->path_null = !path;
+        snprintf(e->path, sizeof e->path, "%s", path ? path : "");
+        snprintf(e->code, sizeof e->code, "%s", code ? code : "");
+        snprintf(e->message, sizeof e->message, "%s", message ? message : "");
+        if (r < 0)
+                print_message("ensure failed: %d %s %s\n", r, e->code, e->message);
+        /* Cancelling the handle from inside its done does nothing. */
+        model_ensure_cancel(e->h);
+        e->h = NULL;
+}
+
+/* model_cmd_ensure() with data built from data_fmt; returns its value. */
+static int ensure(T *t, ens *e, const char *model, char *err, size_t errlen, const char *data_fmt, ...)
+        __attribute__((format(printf, 6, 7)));
+
+static int ensure(T *t, ens *e, const char *model, char *err, size_t errlen, const char *data_fmt, ...) {
+        char data[4096];
+        va_list ap;
+        json_t *d;
+        int r;
+
+        va_start(ap, data_fmt);
+        vsnprintf(data, sizeof data, data_fmt, ap);
+        va_end(ap);
+        d = json_loads(data, 0, NULL);
+        assert_non_null(d);
+        memset(e, 0, sizeof *e);
+        e->h = (model_ensure *)(uintptr_t)1; /* written only on success */
+        r = model_cmd_ensure(t->e, model, d, ens_progress, ens_done, e, &e->h, err, errlen);
+        json_decref(d); /* borrowed: the download keeps its own copy */
+        if (r < 0)
+                assert_ptr_equal(e->h, (model_ensure *)(uintptr_t)1);
+        else
+                assert_non_null(e->h);
+        /* Never a callback from inside the call. */
+        assert_int_equal(e->done, 0);
+        assert_int_equal(e->progress, 0);
+        return r;
+}
+
+static void wait_ens(T *t, ens *e) {
+        uint64_t deadline = util_mono_ms() + 60000;
+
+        while (!e->done && util_mono_ms() < deadline)
+                loop_run_once(t->l, 50);
+        assert_int_equal(e->done, 1);
+}
+
+static void run_for(T *t, uint64_t ms) {
+        uint64_t deadline = util_mono_ms() + ms;
+
+        while (util_mono_ms() < deadline)
+                loop_run_once(t->l, 20);
+}
+
+static size_t count_type(T *t, const char *type) {
+        size_t i, n = 0;
+        json_t *e;
+
+        json_array_foreach(t->sent, i, e) {
+                if (!strcmp(json_string_value(json_object_get(e, "type")), type))
+                        n++;
+        }
+        return n;
+}
+
+static void test_ensure_download_then_cached(void **state) {
+        T *t = *state;
+        char p[200], err[256];
+        ens e;
+
+        /* (a) a download: progress, then the path and size. */
+        assert_int_equal(ensure(t, &e, "e1", err, sizeof err,
+                                "{\"source\":\"http\",\"sourcePath\":\"http://127.0.0.1:%d/big.bin\",\"targetPath\":"
+                                "\"e1\",\"sha256\":\"%s\",\"credentials\":{\"token\":\"never-logged\"}}",
+                                t->port, t->big_sha),
+                         0);
+        wait_ens(t, &e);
+        assert_int_equal(e.r, 0);
+        snprintf(p, sizeof p, "%s/e1", t->cache);
+        assert_string_equal(e.path, p);
+        assert_int_equal(e.size, BIG);
+        assert_string_equal(e.code, "");
+        assert_true(e.progress >= 1);
+        assert_string_equal(e.status, "completed");
+        assert_int_equal(served(t, "/big.bin", "requests"), 1);
+        /* Nothing went to the controller. */
+        assert_int_equal(count_type(t, "model.downloadProgress"), 0);
+        assert_int_equal(json_array_size(t->sent), 0);
+        {
+                model_cache *c = NULL;
+                json_t *mf = NULL;
+                char cerr[128], *s;
+                assert_int_equal(model_cache_open(t->cache, &c, cerr, sizeof cerr), 0);
+                assert_int_equal(model_cache_manifest_read(c, "e1", &mf), 0);
+                s = json_dumps(mf, 0);
+                assert_null(strstr(s, "never-logged"));
+                free(s);
+                json_decref(mf);
+                model_cache_free(c);
+        }
+        /* (b) again: no request at all, the same answer. */
+        json_decref(ctl(t, "/_ctl/reset", "{}"));
+        assert_int_equal(ensure(t, &e, "e1", err, sizeof err,
+                                "{\"source\":\"http\",\"sourcePath\":\"http://127.0.0.1:%d/big.bin\",\"targetPath\":"
+                                "\"e1\",\"sha256\":\"%s\"}",
+                                t->port, t->big_sha),
+                         0);
+        wait_ens(t, &e);
+        assert_int_equal(e.r, 0);
+        assert_string_equal(e.path, p);
+        assert_int_equal(e.size, BIG);
+        assert_int_equal(e.progress, 0);
+        assert_int_equal(served_total(t), 0);
+        {
+                json_t *s = ctl(t, "/_ctl/stats", NULL);
+                assert_int_equal(json_object_size(json_object_get(s, "paths")), 0);
+                json_decref(s);
+        }
+        /* A Hugging Face model: the snapshot directory. */
+        assert_int_equal(ensure(t, &e, "tiny", err, sizeof err,
+                                "{\"source\":\"huggingface\",\"sourcePath\":\"aiwm-test/tiny-model\",\"targetPath\":"
+                                "\"tiny\"}"),
+                         0);
+        wait_ens(t, &e);
+        assert_int_equal(e.r, 0);
+        snprintf(p, sizeof p, "%s/hub/models--aiwm-test--tiny-model/snapshots/" TINY_COMMIT, t->cache);
+        assert_string_equal(e.path, p);
+        assert_int_equal(e.size, 32551);
+}
+
+static void test_ensure_joins_command(void **state) {
+        T *t = *state;
+        uint64_t deadline = util_mono_ms() + 20000;
+        char err[256];
+        json_t *r;
+        ens e;
+
+        json_decref(ctl(t, "/_ctl/fault", "{\"path\":\"/big.bin\",\"mode\":\"trickle\",\"rate\":2000000}"));
+        send_cmd(t, "j1", "model.download", "j",
+                 "{\"source\":\"http\",\"sourcePath\":\"http://127.0.0.1:%d/big.bin\",\"targetPath\":\"j\"}", t->port);
+        /* The command's transfer is under way. */
+        while (count_progress(t, "j1", "downloading") == 0 && util_mono_ms() < deadline)
+                loop_run_once(t->l, 20);
+        assert_int_equal(count_progress(t, "j1", "downloading"), 1);
+        assert_null(find_result(t, "j1"));
+        assert_int_equal(ensure(t, &e, "j", err, sizeof err,
+                                "{\"source\":\"http\",\"sourcePath\":\"http://127.0.0.1:%d/big.bin\",\"targetPath\":"
+                                "\"j\"}",
+                                t->port),
+                         0);
+        wait_ens(t, &e);
+        assert_int_equal(e.r, 0);
+        assert_int_equal(e.size, BIG);
+        assert_true(e.progress >= 1);
+        assert_string_equal(e.status, "completed");
+        r = wait_result(t, "j1");
+        assert_string_equal(status_of(r), "success");
+        assert_string_equal(json_string_value(json_object_get(json_object_get(r, "result"), "path")), e.path);
+        /* One shared transfer. */
+        assert_int_equal(served(t, "/big.bin", "requests"), 1);
+        assert_int_equal(served(t, "/big.bin", "bytes"), BIG);
+        /* The command's events still carry its messageId only. */
+        assert_int_equal(count_progress(t, "j1", "completed"), 1);
+}
+
+static void test_ensure_invalid(void **state) {
+        T *t = *state;
+        static const struct {
+                const char *model, *data, *want;
+        } cases[] = {
+                { "m", "{\"source\":\"ftp\",\"sourcePath\":\"x\",\"targetPath\":\"m\"}", "data.source" },
+                { "m", "{\"source\":\"http\",\"targetPath\":\"m\"}", "data.sourcePath" },
+                { "m", "{\"source\":\"http\",\"sourcePath\":\"http://h/x\"}", "data.targetPath" },
+                { "m", "{\"source\":\"http\",\"sourcePath\":\"http://h/x\",\"targetPath\":\"m\",\"sha256\":\"zz\"}",
+                  "sha256" },
+                { "m", "{\"source\":\"huggingface\",\"sourcePath\":\"a/b/c\",\"targetPath\":\"m\"}", "repo id" },
+                { "m", "{\"source\":\"http\",\"sourcePath\":\"http://h/x\",\"targetPath\":\"m\",\"credentials\":\"x\"}",
+                  "credentials" },
+                { "", "{\"source\":\"http\",\"sourcePath\":\"http://h/x\",\"targetPath\":\"m\"}", "model id" },
+                { "m", "[]", "data must be an object" },
+        };
+        char err[256];
+        size_t i;
+        ens e;
+
+        for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                err[0] = '\0';
+                assert_int_equal(ensure(t, &e, cases[i].model, err, sizeof err, "%s", cases[i].data), -EINVAL);
+                print_message("invalid: %s\n", err);
+                assert_non_null(strstr(err, cases[i].want));
+        }
+        {
+                json_t *empty = json_object();
+                assert_int_equal(model_cmd_ensure(t->e, "m", NULL, NULL, NULL, NULL, NULL, err, sizeof err), -EINVAL);
+                assert_int_equal(model_cmd_ensure(t->e, NULL, empty, NULL, NULL, NULL, NULL, err, sizeof err), -EINVAL);
+                json_decref(empty);
+        }
+        /* A targetPath leading out shows when resolved: 2001 through done. */
+        assert_int_equal(ensure(t, &e, "m", err, sizeof err,
+                                "{\"source\":\"http\",\"sourcePath\":\"http://h/x\",\"targetPath\":\"/etc/x\"}"),
+                         0);
+        wait_ens(t, &e);
+        assert_int_equal(e.r, -EINVAL);
+        assert_string_equal(e.code, "2001");
+        assert_non_null(strstr(e.message, "outside"));
+        assert_true(e.path_null);
+        /* An engine without the model commands. */
+        {
+                cmd_host host = { .l = t->l, .db = t->d, .node_id = "node-1" };
+                cmd_engine *bare = NULL;
+                json_t *d = json_pack("{s:s,s:s,s:s}", "source", "http", "sourcePath", "http://h/x", "targetPath", "m");
+                assert_int_equal(cmd_engine_new(&host, NULL, &bare), 0);
+                assert_int_equal(model_cmd_ensure(bare, "m", d, NULL, NULL, NULL, NULL, err, sizeof err), -ENOENT);
+                bare = cmd_engine_free(bare);
+                json_decref(d);
+        }
+}
+
+static void test_ensure_cancel(void **state) {
+        T *t = *state;
+        uint64_t deadline = util_mono_ms() + 20000;
+        char err[256], p[200];
+        json_int_t sent_bytes;
+        struct stat st;
+        DIR *dir;
+        struct dirent *de;
+        off_t partial = 0;
+        ens a, b, c;
+
+        model_ensure_cancel(NULL);
+        json_decref(ctl(t, "/_ctl/fault", "{\"path\":\"/big.bin\",\"mode\":\"trickle\",\"rate\":400000}"));
+        /* a cancels itself from inside its first progress call; b joins and
+         * is cancelled from outside: then nobody waits and the transfer stops. */
+        assert_int_equal(ensure(t, &a, "ec", err, sizeof err,
+                                "{\"source\":\"http\",\"sourcePath\":\"http://127.0.0.1:%d/big.bin\",\"targetPath\":"
+                                "\"ec\"}",
+                                t->port),
+                         0);
+        a.cancel_in_progress = true;
+        assert_int_equal(ensure(t, &b, "ec", err, sizeof err,
+                                "{\"source\":\"http\",\"sourcePath\":\"http://127.0.0.1:%d/big.bin\",\"targetPath\":"
+                                "\"ec\"}",
+                                t->port),
+                         0);
+        while ((a.progress == 0 || b.progress == 0) && util_mono_ms() < deadline)
+                loop_run_once(t->l, 20);
+        assert_int_equal(a.progress, 1);
+        assert_null(a.h);
+        assert_true(b.progress >= 1);
+        model_ensure_cancel(b.h);
+        b.h = NULL;
+        run_for(t, 300);
+        sent_bytes = served(t, "/big.bin", "bytes");
+        run_for(t, 1200);
+        assert_int_equal(a.done + b.done, 0);
+        assert_int_equal(a.progress, 1);
+        /* The transfer stopped, the partial file stayed. */
+        assert_true(sent_bytes < BIG);
+        assert_true(served(t, "/big.bin", "bytes") <= sent_bytes + 65536);
+        snprintf(p, sizeof p, "%s/.staging/t-ec", t->cache);
+        dir = opendir(p);
+        assert_non_null(dir);
+        while ((de = readdir(dir))) {
+                char f[512];
+                snprintf(f, sizeof f, "%s/%s", p, de->d_name);
+                if (de->d_name[0] == 'f' && !strstr(de->d_name, ".meta") && stat(f, &st) == 0)
+                        partial = st.st_size;
+        }
+        closedir(dir);
+        assert_true(partial > 0);
+        snprintf(p, sizeof p, "%s/ec/big.bin", t->cache);
+        assert_int_equal(stat(p, &st), -1);
+        /* Alone, cancelled from inside its progress: stopped as well. */
+        {
+                FILE *o;
+                snprintf(p, sizeof p, "%s/big2.bin", t->www);
+                o = fopen(p, "wb");
+                assert_non_null(o);
+                assert_int_equal(fwrite(t->big, 1, BIG, o), BIG);
+                fclose(o);
+        }
+        json_decref(ctl(t, "/_ctl/fault", "{\"path\":\"/big2.bin\",\"mode\":\"trickle\",\"rate\":400000}"));
+        assert_int_equal(ensure(t, &a, "ec2", err, sizeof err,
+                                "{\"source\":\"http\",\"sourcePath\":\"http://127.0.0.1:%d/big2.bin\",\"targetPath\":"
+                                "\"ec2\"}",
+                                t->port),
+                         0);
+        a.cancel_in_progress = true;
+        deadline = util_mono_ms() + 20000;
+        while (a.progress == 0 && util_mono_ms() < deadline)
+                loop_run_once(t->l, 20);
+        assert_int_equal(a.progress, 1);
+        run_for(t, 300);
+        sent_bytes = served(t, "/big2.bin", "bytes");
+        run_for(t, 1200);
+        assert_int_equal(a.done, 0);
+        assert_int_equal(a.progress, 1);
+        assert_true(sent_bytes < BIG);
+        assert_true(served(t, "/big2.bin", "bytes") <= sent_bytes + 65536);
+        /* Cancelled with its result known but not yet delivered. */
+        json_decref(ctl(t, "/_ctl/reset", "{}"));
+        assert_int_equal(ensure(t, &c, "small", err, sizeof err,
+                                "{\"source\":\"http\",\"sourcePath\":\"http://127.0.0.1:%d/small.txt\",\"targetPath\":"
+                                "\"small\"}",
+                                t->port),
+                         0);
+        wait_ens(t, &c);
+        assert_int_equal(c.r, 0);
+        assert_int_equal(ensure(t, &c, "small", err, sizeof err,
+                                "{\"source\":\"http\",\"sourcePath\":\"http://127.0.0.1:%d/small.txt\",\"targetPath\":"
+                                "\"small\"}",
+                                t->port),
+                         0);
+        model_ensure_cancel(c.h);
+        run_for(t, 100);
+        assert_int_equal(c.done, 0);
+        /* The engine goes away under a pending handle: no callback, and the
+         * handle is still the owner's to cancel. */
+        json_decref(ctl(t, "/_ctl/fault", "{\"path\":\"/big.bin\",\"mode\":\"trickle\",\"rate\":400000}"));
+        assert_int_equal(ensure(t, &c, "ec", err, sizeof err,
+                                "{\"source\":\"http\",\"sourcePath\":\"http://127.0.0.1:%d/big.bin\",\"targetPath\":"
+                                "\"ec\"}",
+                                t->port),
+                         0);
+        run_for(t, 200);
+        engine_down(t);
+        run_for(t, 100);
+        assert_int_equal(c.done, 0);
+        model_ensure_cancel(c.h);
+        engine_up(t);
+        /* The partial file is resumed by the next request. */
+        json_decref(ctl(t, "/_ctl/reset", "{}"));
+        assert_int_equal(ensure(t, &c, "ec", err, sizeof err,
+                                "{\"source\":\"http\",\"sourcePath\":\"http://127.0.0.1:%d/big.bin\",\"targetPath\":"
+                                "\"ec\"}",
+                                t->port),
+                         0);
+        wait_ens(t, &c);
+        assert_int_equal(c.r, 0);
+        assert_int_equal(c.size, BIG);
+        assert_true(served(t, "/big.bin", "bytes") < BIG);
+}
+
+static void test_ensure_fails_like_command(void **state) {
+        T *t = *state;
+        char err[256];
+        json_t *r;
+        ens e;
+
+        assert_int_equal(ensure(t, &e, "nf", err, sizeof err,
+                                "{\"source\":\"http\",\"sourcePath\":\"http://127.0.0.1:%d/nope.bin\",\"targetPath\":"
+                                "\"nf\"}",
+                                t->port),
+                         0);
+        wait_ens(t, &e);
+        send_cmd(t, "f1", "model.cache", "nf",
+                 "{\"source\":\"http\",\"sourcePath\":\"http://127.0.0.1:%d/nope.bin\",\"targetPath\":\"nf\"}", t->port);
+        r = wait_result(t, "f1");
+        assert_true(e.r < 0);
+        assert_true(e.path_null);
+        assert_string_equal(e.code, "2003");
+        assert_string_equal(e.code, code_of(r));
+        assert_string_equal(e.message, json_string_value(json_object_get(json_object_get(r, "error"), "message")));
+        assert_string_equal(e.status, "failed");
+        /* A checksum mismatch: 3001, as for commands. */
+        assert_int_equal(ensure(t, &e, "bad", err, sizeof err,
+                                "{\"source\":\"http\",\"sourcePath\":\"http://127.0.0.1:%d/big.bin\",\"targetPath\":"
+                                "\"bad\",\"sha256\":\"%064d\"}",
+                                t->port, 0),
+                         0);
+        wait_ens(t, &e);
+        assert_true(e.r < 0);
+        assert_string_equal(e.code, "3001");
+        assert_non_null(strstr(e.message, "checksum"));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
@@ -723,6 +1141,11 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_hf, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_list_delete, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_resume_after_restart, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ensure_download_then_cached, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ensure_joins_command, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ensure_invalid, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ensure_cancel, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ensure_fails_like_command, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
