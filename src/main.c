@@ -24,6 +24,8 @@
 #include "core/util.h"
 #include "hardware/telemetry.h"
 #include "models/model_cmd.h"
+#include "deploy/deployment.h"
+#include "hardware/hw_net.h"
 #include "protocol/session.h"
 #include "state/db.h"
 #include "transport/net.h"
@@ -39,6 +41,9 @@ typedef struct agent {
         cmd_engine *cmd;
         session *s;
         exporter *exp;  /* METRICS_LISTEN: /metrics and /healthz */
+        deploy_mgr *dep; /* owned by cmd */
+        char node_ip[64];
+        uint64_t node_ip_at;
         httpd *httpd;
         loop_timer *t_restart;
         loop_timer *t_watchdog;
@@ -116,8 +121,10 @@ static void hook_state(void *ud, session_state st, const char *detail) {
         snprintf(status, sizeof status, "%sSTATUS=%s%s%s", st == SESSION_REGISTERED ? "READY=1\n" : "",
                  session_state_name(st), *detail ? ": " : "", detail);
         notify_send(status);
-        if (st == SESSION_REGISTERED)
+        if (st == SESSION_REGISTERED) {
                 cmd_system_update_confirmed(a->cmd);
+                deploy_resync(a->dep);
+        }
 }
 
 /* ---- command host ---- */
@@ -150,6 +157,38 @@ static void host_command_done(void *ud, const char *type, const char *outcome) {
         agent *a = ud;
         if (a->exp)
                 exporter_count_command(a->exp, type, outcome);
+}
+
+static json_t *host_deployments(void *ud) {
+        return deploy_summary(((agent *)ud)->dep);
+}
+
+static const gpu_list *dep_gpus(void *ud) {
+        agent *a = ud;
+        return a->tm ? telemetry_gpus(a->tm) : NULL;
+}
+
+static const char *dep_node_ip(void *ud) {
+        agent *a = ud;
+        if (a->cfg->public_ip)
+                return a->cfg->public_ip;
+        uint64_t now = util_mono_ms();
+        int root;
+
+        /* Endpoints are built on status changes only: a minute of caching. */
+        if (a->node_ip[0] && now - a->node_ip_at < 60000)
+                return a->node_ip;
+        root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (root < 0 || hw_net_private_ip(root, a->node_ip, sizeof a->node_ip) < 0)
+                util_strlcpy(a->node_ip, "127.0.0.1", sizeof a->node_ip);
+        if (root >= 0)
+                close(root);
+        a->node_ip_at = now;
+        return a->node_ip;
+}
+
+static unsigned dep_active(void *ud) {
+        return deploy_active(((agent *)ud)->dep);
 }
 
 static void host_request_restart(void *ud, uint64_t delay_ms) {
@@ -219,6 +258,7 @@ static int agent_open_state(agent *a) {
                 .node_status = host_node_status,
                 .request_restart = host_request_restart,
                 .command_done = host_command_done,
+                .deployments = host_deployments,
         };
         cmd_config cc = { .max_concurrent = a->cfg->max_concurrent_commands, .version = AIWM_VERSION };
         int r;
@@ -249,6 +289,28 @@ static int agent_open_state(agent *a) {
         }
         if (r < 0)
                 return r;
+        {
+                deploy_config dc = {
+                        .docker_socket = a->cfg->docker_socket,
+                        .model_cache_dir = a->cfg->model_cache_dir,
+                        .host_network = a->cfg->deploy_host_network,
+                        .bind_ip = a->cfg->deploy_bind_ip,
+                        .endpoint_host = a->cfg->deploy_endpoint_host,
+                        .health_timeout_ms = (uint64_t)a->cfg->deploy_health_timeout_s * 1000,
+                        .orphan_grace_ms = a->cfg->deploy_orphan_grace_s ? (uint64_t)a->cfg->deploy_orphan_grace_s * 1000 : 1,
+                        .allowed_registries = a->cfg->allowed_registries,
+                        .n_allowed_registries = a->cfg->n_allowed_registries,
+                        .gpus = dep_gpus,
+                        .node_ip = dep_node_ip,
+                        .ud = a,
+                };
+                deploy_gpu_mode_parse(a->cfg->deploy_gpu_mode, &dc.gpu_mode);
+                r = deploy_register(a->cmd, &dc, &a->dep);
+                if (r < 0) {
+                        log_error("cannot set up deployments", "error", strerror(-r), NULL);
+                        return r;
+                }
+        }
         r = cmd_engine_start(a->cmd, err, sizeof err);
         if (r < 0) {
                 log_error("cannot recover unfinished commands", "error", err, NULL);
@@ -380,6 +442,11 @@ static int run(agent *a) {
                 goto out;
         }
         telemetry_start(a->tm);
+        {
+                telemetry_deployments td = { .userdata = a, .active = dep_active };
+                telemetry_set_deployments(a->tm, &td);
+        }
+        deploy_start(a->dep);
         metrics_open(a);
         r = session_new(a->l, &so, &hooks, &a->s);
         if (r < 0)
@@ -407,7 +474,9 @@ static void agent_done(agent *a) {
         a->httpd = httpd_free(a->httpd);
         a->exp = exporter_free(a->exp);
         a->s = session_free(a->s);
+        deploy_shutdown(a->dep);
         a->cmd = cmd_engine_free(a->cmd);
+        a->dep = NULL;
         a->tm = telemetry_free(a->tm);
         a->db = db_close(a->db);
         loop_timer_free(a->t_restart);

@@ -749,6 +749,90 @@ static int load_misc(loader *l, config *cfg) {
         return r;
 }
 
+static bool has_ctl_or_space(const char *s) {
+        for (; *s; s++)
+                if ((unsigned char)*s <= 0x20 || *s == 0x7f)
+                        return true;
+        return false;
+}
+
+static int lookup_seconds(loader *l, const char *key, int64_t def, int64_t min, int64_t max, int64_t *ret) {
+        char *v = NULL, tmp[72];
+        int r = lookup(l, key, &v);
+
+        if (r < 0)
+                return r;
+        *ret = def;
+        if (v && util_parse_i64(v, min, max, ret) < 0)
+                r = fail(l, key, "must be a number of seconds from %lld to %lld, got \"%s\"", (long long)min,
+                         (long long)max, shown(v, tmp));
+        free(v);
+        return r;
+}
+
+static int load_deploy(loader *l, config *cfg) {
+        char *v = NULL, tmp[72], *save = NULL, *tok;
+        struct in_addr a4;
+        int r;
+
+        r = lookup_default(l, "DEPLOY_GPU_MODE", "device-requests", &cfg->deploy_gpu_mode);
+        if (r < 0)
+                return r;
+        if (strcasecmp(cfg->deploy_gpu_mode, "device-requests") && strcasecmp(cfg->deploy_gpu_mode, "cdi") &&
+            strcasecmp(cfg->deploy_gpu_mode, "nvidia-runtime"))
+                return fail(l, "DEPLOY_GPU_MODE", "must be device-requests, cdi or nvidia-runtime, got \"%s\"",
+                            shown(cfg->deploy_gpu_mode, tmp));
+        r = lookup(l, "DEPLOY_NETWORK", &v);
+        if (r < 0)
+                return r;
+        if (v && strcasecmp(v, "bridge") && strcasecmp(v, "host"))
+                r = fail(l, "DEPLOY_NETWORK", "must be bridge or host, got \"%s\"", shown(v, tmp));
+        cfg->deploy_host_network = v && !strcasecmp(v, "host");
+        free(v);
+        v = NULL;
+        if (r < 0)
+                return r;
+        r = lookup(l, "DEPLOY_BIND_IP", &cfg->deploy_bind_ip);
+        if (r < 0)
+                return r;
+        if (cfg->deploy_bind_ip && inet_pton(AF_INET, cfg->deploy_bind_ip, &a4) != 1)
+                return fail(l, "DEPLOY_BIND_IP", "must be an IPv4 address, got \"%s\"", shown(cfg->deploy_bind_ip, tmp));
+        r = lookup(l, "DEPLOY_ENDPOINT_HOST", &cfg->deploy_endpoint_host);
+        if (r < 0)
+                return r;
+        if (cfg->deploy_endpoint_host && (strpbrk(cfg->deploy_endpoint_host, "/ @?#") || has_ctl_or_space(cfg->deploy_endpoint_host)))
+                return fail(l, "DEPLOY_ENDPOINT_HOST", "must be a host name or an IP address, got \"%s\"",
+                            shown(cfg->deploy_endpoint_host, tmp));
+        r = lookup_seconds(l, "DEPLOY_HEALTH_TIMEOUT", 300, 1, 86400, &cfg->deploy_health_timeout_s);
+        if (r == 0)
+                r = lookup_seconds(l, "DEPLOY_ORPHAN_GRACE", 300, 0, 86400, &cfg->deploy_orphan_grace_s);
+        if (r < 0)
+                return r;
+        r = lookup(l, "ALLOWED_IMAGE_REGISTRIES", &v);
+        if (r < 0 || !v)
+                return r;
+        for (tok = strtok_r(v, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                char **grown, *t = util_strstrip(tok);
+                if (!*t)
+                        continue;
+                if (strpbrk(t, " \t@") || has_ctl_or_space(t)) {
+                        r = fail(l, "ALLOWED_IMAGE_REGISTRIES", "invalid registry \"%s\"", shown(t, tmp));
+                        break;
+                }
+                grown = realloc(cfg->allowed_registries, (cfg->n_allowed_registries + 1) * sizeof *grown);
+                if (!grown || !(grown[cfg->n_allowed_registries] = strdup(t))) {
+                        if (grown)
+                                cfg->allowed_registries = grown;
+                        r = -ENOMEM;
+                        break;
+                }
+                cfg->allowed_registries = grown;
+                cfg->n_allowed_registries++;
+        }
+        free(v);
+        return r;
+}
+
 /* Reads --env-file or the default .env into l->env. */
 static int load_env_file(loader *l, config *cfg) {
         const char *path = l->src->env_file;
@@ -799,6 +883,8 @@ int config_load(const config_source *src, config **ret_cfg, char *err, size_t er
                 r = load_token_and_id(&l, cfg);
         if (r == 0)
                 r = load_misc(&l, cfg);
+        if (r == 0)
+                r = load_deploy(&l, cfg);
         if (r == -ENOMEM)
                 set_err(err, errlen, "out of memory reading the configuration");
         if (r == 0) {
@@ -838,6 +924,12 @@ config *config_free(config *cfg) {
         free(cfg->metrics_host);
         free(cfg->env_file);
         free(cfg->env_invalid_lines);
+        free(cfg->deploy_gpu_mode);
+        free(cfg->deploy_bind_ip);
+        free(cfg->deploy_endpoint_host);
+        for (i = 0; i < cfg->n_allowed_registries; i++)
+                free(cfg->allowed_registries[i]);
+        free(cfg->allowed_registries);
         free(cfg);
         return NULL;
 }
@@ -879,6 +971,18 @@ json_t *config_to_json(const config *cfg) {
         urls = NULL;
         bad |= json_object_set_new(o, "METRICS_LISTEN", str_or_null(cfg->metrics_listen));
         bad |= json_object_set_new(o, "MAX_CONCURRENT_COMMANDS", json_integer(cfg->max_concurrent_commands));
+        bad |= json_object_set_new(o, "DEPLOY_GPU_MODE", str_or_null(cfg->deploy_gpu_mode));
+        bad |= json_object_set_new(o, "DEPLOY_NETWORK", json_string(cfg->deploy_host_network ? "host" : "bridge"));
+        bad |= json_object_set_new(o, "DEPLOY_BIND_IP", str_or_null(cfg->deploy_bind_ip));
+        bad |= json_object_set_new(o, "DEPLOY_ENDPOINT_HOST", str_or_null(cfg->deploy_endpoint_host));
+        bad |= json_object_set_new(o, "DEPLOY_HEALTH_TIMEOUT", json_integer(cfg->deploy_health_timeout_s));
+        bad |= json_object_set_new(o, "DEPLOY_ORPHAN_GRACE", json_integer(cfg->deploy_orphan_grace_s));
+        {
+                json_t *regs = json_array();
+                for (i = 0; regs && i < cfg->n_allowed_registries; i++)
+                        json_array_append_new(regs, json_string(cfg->allowed_registries[i]));
+                bad |= json_object_set_new(o, "ALLOWED_IMAGE_REGISTRIES", regs ? regs : json_null());
+        }
         if (bad)
                 goto fail;
         return o;

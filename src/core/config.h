@@ -34,6 +34,14 @@
  *   PUBLIC_IP_URLS           https://api.ipify.org,https://ifconfig.me/ip
  *   METRICS_LISTEN           unset; host:port, [v6]:port or :port
  *   MAX_CONCURRENT_COMMANDS  4 (1..1024)
+ *   DEPLOY_GPU_MODE          device-requests (device-requests|cdi|nvidia-runtime)
+ *   DEPLOY_NETWORK           bridge (bridge: published ports | host)
+ *   DEPLOY_BIND_IP           unset: ports published on all addresses; an IPv4 address
+ *   DEPLOY_ENDPOINT_HOST     unset: the node's IP address; host name or IP for endpoints
+ *   DEPLOY_HEALTH_TIMEOUT    300 s (1..86400): start to healthy, else failed
+ *   DEPLOY_ORPHAN_GRACE      300 s (0..86400): age before an orphan is removed
+ *   ALLOWED_IMAGE_REGISTRIES unset: any; comma-separated registries (host[:port]
+ *                            or host/path prefixes; docker.io for Docker Hub)
  * Intervals are integers 1..2147483647. */
 #pragma once
 
@@ -106,6 +114,14 @@ typedef struct config {
         char *metrics_host;           /* "" for all addresses; IPv6 without brackets */
         uint16_t metrics_port;
         unsigned max_concurrent_commands;
+        char *deploy_gpu_mode;        /* as given, validated */
+        bool deploy_host_network;
+        char *deploy_bind_ip;         /* NULL when unset */
+        char *deploy_endpoint_host;   /* NULL when unset */
+        int64_t deploy_health_timeout_s;
+        int64_t deploy_orphan_grace_s;
+        char **allowed_registries;    /* n_allowed_registries; none: any */
+        size_t n_allowed_registries;
         char *env_file;               /* the .env file read, NULL when none */
         unsigned *env_invalid_lines;  /* its skipped lines, for a warning */
         size_t n_env_invalid_lines;

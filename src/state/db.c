@@ -850,6 +850,43 @@ int db_deployment_delete(db *d, const char *id) {
         return delete_by_id(d, "DELETE FROM deployments WHERE id = ?", id);
 }
 
+int db_deployment_ids(db *d, char ***ret_ids, size_t *ret_n) {
+        sqlite3_stmt *s;
+        char **ids = NULL, **grown, *id = NULL;
+        size_t n = 0;
+        int r = db_stmt(d, "SELECT id FROM deployments ORDER BY id", &s), rc;
+
+        if (r < 0)
+                return r;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                if ((r = column_dup(d, s, 0, &id)) < 0)
+                        goto out;
+                grown = realloc(ids, (n + 1) * sizeof *ids);
+                if (!grown) {
+                        free(id);
+                        r = -ENOMEM;
+                        goto out;
+                }
+                ids = grown;
+                ids[n++] = id;
+        }
+        if (rc != SQLITE_DONE) {
+                r = db_error(d, rc);
+                goto out;
+        }
+        *ret_ids = ids;
+        *ret_n = n;
+        ids = NULL;
+        n = 0;
+        r = 0;
+out:
+        while (n)
+                free(ids[--n]);
+        free(ids);
+        sqlite3_reset(s);
+        return r;
+}
+
 int db_model_put(db *d, const char *id, const char *path, const char *manifest_json,
                  const char *state) {
         sqlite3_stmt *s;

@@ -131,6 +131,8 @@ int db_deployment_put(db *d, const char *id, const char *spec_json,
 int db_deployment_get(db *d, const char *id, char **ret_spec_json,
                       char **ret_container_id, char **ret_status);
 int db_deployment_delete(db *d, const char *id);
+/* Every deployment id (heap array of heap strings, sorted). */
+int db_deployment_ids(db *d, char ***ret_ids, size_t *ret_n);
 
 /* Inserts or replaces. path and manifest_json may be NULL. */
 int db_model_put(db *d, const char *id, const char *path, const char *manifest_json,

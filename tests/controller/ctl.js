@@ -291,7 +291,9 @@ async function main() {
 }
 
 main().then(
-  (code) => process.exit(code),
+  // Exit once stdout is drained: process.exit() right after a write to a
+  // pipe cuts the output at 64 KiB.
+  (code) => process.stdout.write('', () => process.exit(code)),
   (e) => {
     process.stderr.write(`ctl: ${e instanceof Exit ? e.message : e.stack}\n`);
     process.exit(e instanceof Exit ? e.code : 1);
