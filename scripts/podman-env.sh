@@ -253,16 +253,16 @@ stop() {
     ids=$(ls "$dir/storage/vfs-containers" 2>/dev/null | tr '\n' '|')
     rules=$(iptables -t nat -S 2>/dev/null || true)
     if [[ -n $ids ]]; then
-      grep -E -- "-A NETAVARK-HOSTPORT-DNAT .*podman id: (${ids%|})" <<<"$rules" | sed 's/^-A /-D /' |
+      { grep -E -- "-A NETAVARK-HOSTPORT-DNAT .*podman id: (${ids%|})" <<<"$rules" || true; } | sed 's/^-A /-D /' |
         while read -r r; do eval "iptables -t nat $r" 2>/dev/null || true; done
       rules=$(iptables -t nat -S 2>/dev/null || true)
-      grep -E -- '^-A NETAVARK-DN-[^ ]+ .*--dport [0-9]+' <<<"$rules" | while read -r r; do
-        port=$(grep -oE -- '--dport [0-9]+' <<<"$r" | head -1)
+      { grep -E -- '^-A NETAVARK-DN-[^ ]+ .*--dport [0-9]+' <<<"$rules" || true; } | while read -r r; do
+        port=$(grep -oE -- '--dport [0-9]+' <<<"$r" | head -1 || true)
         grep -qE -- "^-A NETAVARK-HOSTPORT-DNAT .*$port " <<<"$rules" || eval "iptables -t nat ${r/-A /-D }" 2>/dev/null || true
       done
     fi
   fi
-  awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+  { awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/mounts || true; } | sort -r | while read -r m; do
     umount -l "$m" 2>/dev/null || true
   done
   rm -rf "$dir"

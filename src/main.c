@@ -298,6 +298,7 @@ static int agent_open_state(agent *a) {
                         .endpoint_host = a->cfg->deploy_endpoint_host,
                         .health_timeout_ms = (uint64_t)a->cfg->deploy_health_timeout_s * 1000,
                         .orphan_grace_ms = a->cfg->deploy_orphan_grace_s ? (uint64_t)a->cfg->deploy_orphan_grace_s * 1000 : 1,
+                        .registry_auth_file = a->cfg->registry_auth_file,
                         .allowed_registries = a->cfg->allowed_registries,
                         .n_allowed_registries = a->cfg->n_allowed_registries,
                         .gpus = dep_gpus,
@@ -367,6 +368,7 @@ static void metrics_open(agent *a) {
                 .metrics = exp_metrics,
                 .heartbeat = exp_heartbeat,
                 .worker = exp_worker,
+                .deployments = host_deployments,
         };
         exporter_options eo = { .version = AIWM_VERSION, .disk_path = a->cfg->disk_path };
         httpd_options ho = {

@@ -808,6 +808,12 @@ static int load_deploy(loader *l, config *cfg) {
                 r = lookup_seconds(l, "DEPLOY_ORPHAN_GRACE", 300, 0, 86400, &cfg->deploy_orphan_grace_s);
         if (r < 0)
                 return r;
+        r = lookup(l, "REGISTRY_AUTH_FILE", &cfg->registry_auth_file);
+        if (r < 0)
+                return r;
+        if (cfg->registry_auth_file && access(cfg->registry_auth_file, R_OK) < 0)
+                return fail(l, "REGISTRY_AUTH_FILE", "cannot read \"%s\": %s", shown(cfg->registry_auth_file, tmp),
+                            strerror(errno));
         r = lookup(l, "ALLOWED_IMAGE_REGISTRIES", &v);
         if (r < 0 || !v)
                 return r;
@@ -927,6 +933,7 @@ config *config_free(config *cfg) {
         free(cfg->deploy_gpu_mode);
         free(cfg->deploy_bind_ip);
         free(cfg->deploy_endpoint_host);
+        free(cfg->registry_auth_file);
         for (i = 0; i < cfg->n_allowed_registries; i++)
                 free(cfg->allowed_registries[i]);
         free(cfg->allowed_registries);
@@ -977,6 +984,7 @@ json_t *config_to_json(const config *cfg) {
         bad |= json_object_set_new(o, "DEPLOY_ENDPOINT_HOST", str_or_null(cfg->deploy_endpoint_host));
         bad |= json_object_set_new(o, "DEPLOY_HEALTH_TIMEOUT", json_integer(cfg->deploy_health_timeout_s));
         bad |= json_object_set_new(o, "DEPLOY_ORPHAN_GRACE", json_integer(cfg->deploy_orphan_grace_s));
+        bad |= json_object_set_new(o, "REGISTRY_AUTH_FILE", str_or_null(cfg->registry_auth_file));
         {
                 json_t *regs = json_array();
                 for (i = 0; regs && i < cfg->n_allowed_registries; i++)

@@ -40,6 +40,7 @@
  *   DEPLOY_ENDPOINT_HOST     unset: the node's IP address; host name or IP for endpoints
  *   DEPLOY_HEALTH_TIMEOUT    300 s (1..86400): start to healthy, else failed
  *   DEPLOY_ORPHAN_GRACE      300 s (0..86400): age before an orphan is removed
+ *   REGISTRY_AUTH_FILE       unset; a readable Docker config.json with registry credentials
  *   ALLOWED_IMAGE_REGISTRIES unset: any; comma-separated registries (host[:port]
  *                            or host/path prefixes; docker.io for Docker Hub)
  * Intervals are integers 1..2147483647. */
@@ -120,6 +121,7 @@ typedef struct config {
         char *deploy_endpoint_host;   /* NULL when unset */
         int64_t deploy_health_timeout_s;
         int64_t deploy_orphan_grace_s;
+        char *registry_auth_file;     /* NULL when unset */
         char **allowed_registries;    /* n_allowed_registries; none: any */
         size_t n_allowed_registries;
         char *env_file;               /* the .env file read, NULL when none */

@@ -454,6 +454,87 @@ bool deploy_image_allowed(const char *image, char *const *allowed, size_t n_allo
         return false;
 }
 
+/* ---- registry credentials ---- */
+
+/* "https://host:port/v1/" -> "host:port", lowercased, into out. */
+static void server_key(const char *k, char *out, size_t size) {
+        const char *p = strstr(k, "://");
+        size_t n, i;
+
+        p = p ? p + 3 : k;
+        n = strcspn(p, "/");
+        if (n >= size)
+                n = size - 1;
+        for (i = 0; i < n; i++)
+                out[i] = (char)tolower((unsigned char)p[i]);
+        out[n] = 0;
+}
+
+int deploy_registry_auth_lookup(const json_t *config, const char *registry, char **ret_user, char **ret_password,
+                                char **ret_token) {
+        const json_t *auths = json_object_get(config, "auths"), *e = NULL, *v;
+        const char *k;
+        char key[300];
+        char *user = NULL, *pass = NULL, *tok = NULL;
+        unsigned char *dec = NULL;
+        int r = -ENOENT;
+
+        json_object_foreach ((json_t *)auths, k, v) {
+                server_key(k, key, sizeof key);
+                if (!strcasecmp(key, registry) ||
+                    (!strcmp(registry, "docker.io") && (!strcmp(key, "index.docker.io") || !strcmp(key, "registry-1.docker.io")))) {
+                        e = v;
+                        break;
+                }
+        }
+        if (!json_is_object(e))
+                return -ENOENT;
+        r = -EINVAL;
+        if (json_string_value(json_object_get(e, "identitytoken")) &&
+            *json_string_value(json_object_get(e, "identitytoken"))) {
+                tok = strdup(json_string_value(json_object_get(e, "identitytoken")));
+                r = tok ? 0 : -ENOMEM;
+        } else if (json_string_value(json_object_get(e, "auth")) && *json_string_value(json_object_get(e, "auth"))) {
+                const char *a = json_string_value(json_object_get(e, "auth"));
+                size_t n = strlen(a);
+                int len;
+                char *colon;
+                dec = malloc(n + 4);
+                if (!dec)
+                        return -ENOMEM;
+                len = util_base64_decode(a, n, dec);
+                if (len > 0) {
+                        dec[len] = 0;
+                        colon = memchr(dec, ':', (size_t)len);
+                        if (colon && strlen((char *)dec) == (size_t)len) {
+                                *colon = 0;
+                                user = strdup((char *)dec);
+                                pass = strdup(colon + 1);
+                                r = user && pass ? 0 : -ENOMEM;
+                        }
+                }
+                explicit_bzero(dec, n + 4);
+                free(dec);
+        } else if (json_string_value(json_object_get(e, "username")) &&
+                   json_string_value(json_object_get(e, "password"))) {
+                user = strdup(json_string_value(json_object_get(e, "username")));
+                pass = strdup(json_string_value(json_object_get(e, "password")));
+                r = user && pass ? 0 : -ENOMEM;
+        }
+        if (r < 0) {
+                if (pass)
+                        explicit_bzero(pass, strlen(pass));
+                free(user);
+                free(pass);
+                free(tok);
+                return r;
+        }
+        *ret_user = user;
+        *ret_password = pass;
+        *ret_token = tok;
+        return 0;
+}
+
 /* ---- the container ---- */
 
 json_t *deploy_container_config(const json_t *spec, const deploy_container_opts *o) {

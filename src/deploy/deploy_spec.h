@@ -100,6 +100,17 @@ int deploy_image_registry(const char *image, char *out, size_t size);
  * prefix of the image at a component boundary. */
 bool deploy_image_allowed(const char *image, char *const *allowed, size_t n_allowed);
 
+/* Registry credentials for registry (as deploy_image_registry() gives it)
+ * from a Docker client config (config.json: {"auths": {"<server>":
+ * {"auth": base64("user:password")} or {"username", "password"} or
+ * {"identitytoken"}}}); server keys match with or without a scheme and a
+ * path ("https://index.docker.io/v1/" for docker.io). Returns 0 and heap
+ * strings (*ret_user and *ret_password, or *ret_token; the others NULL; the
+ * caller wipes and frees them), -ENOENT (no entry) or -EINVAL (an entry
+ * that cannot be decoded). */
+int deploy_registry_auth_lookup(const json_t *config, const char *registry, char **ret_user, char **ret_password,
+                                char **ret_token);
+
 /* ---- the container ---- */
 
 typedef struct deploy_container_opts {

@@ -68,7 +68,7 @@ struct deploy_mgr {
         char *node_id;
         deploy_config cfg;
         char **allowed;          /* owned copies */
-        char *bind_ip, *endpoint_host;
+        char *bind_ip, *endpoint_host, *auth_file;
         dep *deps;
         docker_op *events_op;
         loop_timer *t_events;    /* event stream retry */
@@ -985,6 +985,68 @@ static void created_cb(docker_op *op, const docker_reply *rep, void *ud) {
 
 /* ---- the image ---- */
 
+/* Credentials for the image's registry from REGISTRY_AUTH_FILE (re-read at
+ * every pull, so a rotated file needs no restart), then the pull. */
+typedef struct pull_auth {
+        char *user, *pass, *token;
+        char server[300];
+        docker_registry_auth a;
+} pull_auth;
+
+static void pull_auth_done(pull_auth *pa) {
+        if (pa->pass)
+                explicit_bzero(pa->pass, strlen(pa->pass));
+        if (pa->token)
+                explicit_bzero(pa->token, strlen(pa->token));
+        free(pa->user);
+        free(pa->pass);
+        free(pa->token);
+}
+
+static const docker_registry_auth *pull_auth_get(deploy_mgr *m, const char *image, pull_auth *pa) {
+        char *text = NULL;
+        size_t len = 0;
+        json_t *cfg;
+        int r;
+
+        memset(pa, 0, sizeof *pa);
+        if (!m->auth_file || deploy_image_registry(image, pa->server, sizeof pa->server) < 0)
+                return NULL;
+        r = util_read_file(m->auth_file, 1 << 20, &text, &len);
+        if (r < 0) {
+                log_warn("cannot read REGISTRY_AUTH_FILE; pulling anonymously", "file", m->auth_file, "error",
+                         strerror(-r), NULL);
+                return NULL;
+        }
+        cfg = json_loadb(text, len, 0, NULL);
+        explicit_bzero(text, len);
+        free(text);
+        r = cfg ? deploy_registry_auth_lookup(cfg, pa->server, &pa->user, &pa->pass, &pa->token) : -EINVAL;
+        json_decref(cfg);
+        if (r == -ENOENT)
+                return NULL;
+        if (r < 0) {
+                log_warn("REGISTRY_AUTH_FILE: unreadable entry; pulling anonymously", "registry", pa->server, NULL);
+                return NULL;
+        }
+        pa->a.username = pa->user;
+        pa->a.password = pa->pass;
+        pa->a.identity_token = pa->token;
+        pa->a.server = pa->server;
+        return &pa->a;
+}
+
+static int pull_image(dep *d, const char *image, docker_pull_cb progress, docker_done_cb done) {
+        pull_auth pa;
+        docker_pull_options po = { .image = image };
+        int r;
+
+        po.auth = pull_auth_get(d->m, image, &pa);
+        r = docker_image_pull(d->m->dk, &po, progress, done, d, &d->dop);
+        pull_auth_done(&pa);
+        return r;
+}
+
 typedef struct pull_state {
         uint64_t last_emit;
 } pull_state;
@@ -1019,7 +1081,7 @@ static void pulled_cb(docker_op *op, const docker_reply *rep, void *ud) {
 
 static void image_inspected(docker_op *op, const docker_reply *rep, void *ud) {
         dep *d = ud;
-        docker_pull_options po = { .image = jstr(target_spec(d), "containerImage") };
+        const char *image = jstr(target_spec(d), "containerImage");
         (void)op;
 
         d->dop = NULL;
@@ -1032,9 +1094,9 @@ static void image_inspected(docker_op *op, const docker_reply *rep, void *ud) {
                 startup_failed(d);
                 return;
         }
-        log_info("pulling the image", "deploymentId", d->id, "image", po.image, NULL);
+        log_info("pulling the image", "deploymentId", d->id, "image", image, NULL);
         d->deadline = 0;
-        if (docker_image_pull(d->m->dk, &po, pull_progress, pulled_cb, d, &d->dop) < 0) {
+        if (pull_image(d, image, pull_progress, pulled_cb) < 0) {
                 set_err(d, CMD_E_INTERNAL, NULL, "cannot start the image pull");
                 startup_failed(d);
         }
@@ -1688,7 +1750,6 @@ static void update_pulled(docker_op *op, const docker_reply *rep, void *ud) {
 
 static void update_image_ready(docker_op *op, const docker_reply *rep, void *ud) {
         dep *d = ud;
-        docker_pull_options po = { .image = jstr(d->new_spec, "containerImage") };
         (void)op;
 
         d->dop = NULL;
@@ -1698,7 +1759,7 @@ static void update_image_ready(docker_op *op, const docker_reply *rep, void *ud)
                 update_pulled(NULL, &(docker_reply){ .err = 0 }, d);
                 return;
         }
-        if (docker_image_pull(d->m->dk, &po, NULL, update_pulled, d, &d->dop) < 0) {
+        if (pull_image(d, jstr(d->new_spec, "containerImage"), NULL, update_pulled) < 0) {
                 set_err(d, CMD_E_INTERNAL, NULL, "cannot start the image pull");
                 d->old_cid[0] = 0;
                 startup_failed(d);
@@ -2562,6 +2623,7 @@ static void mgr_free(void *p) {
         free(m->allowed);
         free(m->bind_ip);
         free(m->endpoint_host);
+        free(m->auth_file);
         free(m->node_id);
         free(m);
 }
@@ -2637,11 +2699,12 @@ int deploy_register(cmd_engine *e, const deploy_config *cfg, deploy_mgr **ret) {
         for (i = 0; i < cfg->n_allowed_registries; i++)
                 if (!(m->allowed[i] = strdup(cfg->allowed_registries[i])))
                         goto fail;
-        if ((cfg->bind_ip && !(m->bind_ip = strdup(cfg->bind_ip))) ||
+        if ((cfg->registry_auth_file && !(m->auth_file = strdup(cfg->registry_auth_file))) ||
+            (cfg->bind_ip && !(m->bind_ip = strdup(cfg->bind_ip))) ||
             (cfg->endpoint_host && !(m->endpoint_host = strdup(cfg->endpoint_host))))
                 goto fail;
         m->cfg.allowed_registries = NULL;
-        m->cfg.bind_ip = m->cfg.endpoint_host = NULL;
+        m->cfg.bind_ip = m->cfg.endpoint_host = m->cfg.registry_auth_file = NULL;
         r = model_cache_open(cfg->model_cache_dir, &m->cache, err, sizeof err);
         if (r < 0)
                 goto fail;

@@ -67,6 +67,7 @@ typedef struct deploy_config {
         uint64_t orphan_grace_ms;         /* DEPLOY_ORPHAN_GRACE; 0: 300 s */
         uint64_t reconcile_ms;            /* 0: 30 s */
         uint64_t restart_grace_ms;        /* after a death, the engine's turn; 0: 10 s */
+        const char *registry_auth_file;   /* REGISTRY_AUTH_FILE: a Docker config.json, read at each pull */
         char *const *allowed_registries;  /* ALLOWED_IMAGE_REGISTRIES */
         size_t n_allowed_registries;
         /* The GPUs as last sampled (NULL: none known). */

@@ -193,6 +193,16 @@ res=$(send --type system.healthCheck --data '{"includeDeployments":true}' --wait
 check "healthCheck lists the deployments" test "$(field "this.result.deployments.filter(d => d.status === 'running').map(d => d.deploymentId).sort().join()" "$res")" = "d1,d2"
 check "heartbeat activeDeployments = 2" bash -c "node $CTL_DIR/ctl.js events --node $NODE --type telemetry.heartbeat --since $S2 --wait 5 --url $CTL_URL --admin-token $ADMIN_TOKEN | grep -q '\"activeDeployments\":2'"
 
+# --- a health check that starts failing (as a GPU container's does when it loses its GPU) ----
+res=$(dep deployment.update d2 '{"config":{"healthCheckInterval":5}}')
+CID2=$(field 'this.result.containerId' "$(dep deployment.query d2 '{}')")
+S5=$(last_seq)
+pod exec "$CID2" /bin/busybox rm /www/health
+check "unhealthy: health_check_failed reported, then failed after three" wait_status d2 "$S5" 'running,failed' 40
+check "unhealthy: recreated (starting -> running)" wait_status d2 "$S5" 'failed,starting,running' 40
+q=$(dep deployment.query d2 '{}')
+check "unhealthy: a new container, same endpoint, healthy" bash -c "test '$(field 'this.result.containerId' "$q")' != '$CID2' && test '$(field 'this.result.endpoint' "$q")' = '$EP2' && curl -sf http://127.0.0.1:${EP2##*:}/health | grep -q ok"
+
 # --- the container killed behind the worker's back -------------------------------------------
 S3=$(last_seq)
 PID1=$(field 'this.State.Pid' "$(dapi "/containers/$CID1B/json")")

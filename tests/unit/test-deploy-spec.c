@@ -382,12 +382,46 @@ static void test_time_and_status(void **s) {
         }
 }
 
+static void test_registry_auth(void **s) {
+        /* "alice:s3cr:et" and "bob:pw" in base64 */
+        json_t *cfg = J("{\"auths\":{\"https://index.docker.io/v1/\":{\"auth\":\"Ym9iOnB3\"},"
+                        "\"127.0.0.1:5000\":{\"auth\":\"YWxpY2U6czNjcjpldA==\"},"
+                        "\"ghcr.io\":{\"identitytoken\":\"tok\"},"
+                        "\"nvcr.io\":{\"username\":\"$oauthtoken\",\"password\":\"k\"},"
+                        "\"bad.example\":{\"auth\":\"bm9jb2xvbg==\"}}}");
+        char *u = NULL, *p = NULL, *t = NULL;
+        (void)s;
+
+        assert_int_equal(deploy_registry_auth_lookup(cfg, "127.0.0.1:5000", &u, &p, &t), 0);
+        assert_string_equal(u, "alice");
+        assert_string_equal(p, "s3cr:et");
+        assert_null(t);
+        free(u);
+        free(p);
+        assert_int_equal(deploy_registry_auth_lookup(cfg, "docker.io", &u, &p, &t), 0);
+        assert_string_equal(u, "bob");
+        free(u);
+        free(p);
+        assert_int_equal(deploy_registry_auth_lookup(cfg, "ghcr.io", &u, &p, &t), 0);
+        assert_null(u);
+        assert_string_equal(t, "tok");
+        free(t);
+        assert_int_equal(deploy_registry_auth_lookup(cfg, "nvcr.io", &u, &p, &t), 0);
+        assert_string_equal(u, "$oauthtoken");
+        free(u);
+        free(p);
+        assert_int_equal(deploy_registry_auth_lookup(cfg, "quay.io", &u, &p, &t), -ENOENT);
+        assert_int_equal(deploy_registry_auth_lookup(cfg, "bad.example", &u, &p, &t), -EINVAL);
+        json_decref(cfg);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_create_validate), cmocka_unit_test(test_other_validators),
                 cmocka_unit_test(test_model_source),    cmocka_unit_test(test_registries),
                 cmocka_unit_test(test_container_config), cmocka_unit_test(test_container_info),
                 cmocka_unit_test(test_update),          cmocka_unit_test(test_time_and_status),
+                cmocka_unit_test(test_registry_auth),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
