@@ -81,10 +81,12 @@ check "HEAD /metrics: headers only" bash -c "curl -sSI -m 5 http://127.0.0.1:$PO
 
 # Let a few telemetry.metrics reach the controller, then scrape.
 api GET "/admin/nodes/$NODE/events?type=telemetry.metrics&wait=5000&min=3" >/dev/null
+# The controller's view first, then the scrape: counters read later are never behind it (the
+# other order races with a telemetry.metrics arriving in between).
+api GET "/admin/nodes/$NODE" >"$T/node.json"
 curl -sS -m 5 "http://127.0.0.1:$PORT/metrics" >"$T/w.prom"
 check "/metrics is valid Prometheus text (official parser + strict checks)" \
         bash -c "'$PY' '$PROM_CHECK' --json '$T/w.prom' >'$T/w.json'"
-api GET "/admin/nodes/$NODE" >"$T/node.json"
 
 # compare NAME: runs a Python predicate over m (scrape) and c (controller data).
 compare() {
