@@ -201,8 +201,9 @@ async function settle(quietMs, maxMs) {
     await sleep(100);
   }
   const st = (await pxc('POST', '/mode', { mode: 'pass' })).body;
-  // A flipped bit in the HTTP upgrade answer can leave the worker waiting
-  // for the end of the headers: its connect timeout (20 s) ends that.
+  // A flipped bit in the HTTP upgrade answer fails that attempt at once
+  // (src/transport/ws.c checks the reply as it arrives); a flipped bit in a
+  // frame after it is caught by the frame decoder or the liveness timer.
   const tr = Date.now();
   const reg = await api('GET', `/admin/nodes/${node}/wait?state=registered&timeout=30000`);
   R.corrupt = { corruptedChunks: st.corruptedChunks, newConnections: st.accepted - acc1, registeredAfter: reg.status === 200,
