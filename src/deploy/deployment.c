@@ -57,6 +57,7 @@ typedef struct qjob {
 } qjob;
 
 typedef struct dep dep;
+typedef void (*probe_cb)(dep *d, bool ok, const char *why);
 
 struct deploy_mgr {
         loop *l;
@@ -101,6 +102,7 @@ struct dep {
         qjob *queue;
         docker_op *dop;
         http_request *hreq;
+        probe_cb probe_cb;       /* of the health probe in flight */
         model_ensure *ens;
         loop_timer *t;
         void (*on_timer)(dep *d);
@@ -292,9 +294,12 @@ static void set_status(dep *d, const char *status, const char *event, const char
 
 /* ---- lifetime ---- */
 
+static void lc_free(dep *d);
+
 static void op_cancel_io(dep *d) {
         docker_op_cancel(d->dop);
         d->dop = NULL;
+        lc_free(d);
         http_request_cancel(d->hreq);
         d->hreq = NULL;
         model_ensure_cancel(d->ens);
@@ -643,24 +648,16 @@ static void engine_fail(dep *d, const char *what, const docker_reply *rep) {
 
 /* ---- health probes ---- */
 
-typedef void (*probe_cb)(dep *d, bool ok, const char *why);
-
-typedef struct probe {
-        dep *d;
-        probe_cb cb;
-} probe;
-
 static void probe_done(http_request *req, const http_result *res, void *ud) {
-        probe *p = ud;
-        dep *d = p->d;
-        probe_cb cb = p->cb;
+        dep *d = ud;
+        probe_cb cb = d->probe_cb;
         bool any = !jstr(target_spec(d), "healthCheckPath");
         char why[200];
         bool ok;
         (void)req;
 
-        free(p);
         d->hreq = NULL;
+        d->probe_cb = NULL;
         if (res->err < 0)
                 snprintf(why, sizeof why, "%s", *res->error ? res->error : strerror(-res->err));
         else
@@ -678,20 +675,13 @@ static void probe_start(dep *d, probe_cb cb) {
         const char *host = probe_host(d->m);
         char url[1200];
         http_options o = { .timeout_ms = HEALTH_TIMEOUT_MS, .connect_timeout_ms = 2000, .max_response = 64 * 1024 };
-        probe *p;
 
         snprintf(url, sizeof url, strchr(host, ':') ? "http://[%s]:%d%s" : "http://%s:%d%s", host, d->host_port,
                  path ? path : "/");
         o.url = url;
-        p = calloc(1, sizeof *p);
-        if (!p) {
-                cb(d, false, "out of memory");
-                return;
-        }
-        p->d = d;
-        p->cb = cb;
-        if (d->host_port <= 0 || http_request_start(d->m->hc, &o, probe_done, p, &d->hreq) < 0) {
-                free(p);
+        d->probe_cb = cb;
+        if (d->host_port <= 0 || http_request_start(d->m->hc, &o, probe_done, d, &d->hreq) < 0) {
+                d->probe_cb = NULL;
                 cb(d, false, d->host_port <= 0 ? "no published port" : "cannot start the request");
         }
 }
@@ -1222,16 +1212,16 @@ static void create_model(dep *d) {
 
 static void forget_cb(docker_op *op, const docker_reply *rep, void *ud) {
         (void)op;
+        (void)ud;
         if (rep->err < 0 && rep->err != -ENOENT)
-                log_warn("cannot remove a replaced container", "containerId", (const char *)ud, "error", rep->message,
-                         NULL);
-        free(ud);
+                log_warn("cannot remove a replaced or orphaned container", "error", rep->message, NULL);
 }
 
+/* Removes a container nobody waits for (nothing to free if the client is
+ * freed first). */
 static void remove_quietly(deploy_mgr *m, const char *cid) {
-        char *copy = strdup(cid);
-        if (copy && docker_container_remove(m->dk, cid, true, false, forget_cb, copy, NULL) < 0)
-                free(copy);
+        if (docker_container_remove(m->dk, cid, true, false, forget_cb, NULL, NULL) < 0)
+                log_warn("cannot remove a container", "containerId", cid, NULL);
 }
 
 static void startup_ok(dep *d) {
