@@ -9,6 +9,8 @@
 #       REGISTRY=127.0.0.1:PORT                 the local registry (plain http)
 #       TEST_IMAGE=localhost/aiwm-test-httpd:latest
 #       REGISTRY_IMAGE=127.0.0.1:PORT/aiwm/test-httpd:1   the same image, in the registry
+#       AUTH_REGISTRY=127.0.0.1:PORT2           a second registry that wants a password (htpasswd)
+#       AUTH_REGISTRY_USER, AUTH_REGISTRY_PASSWORD, AUTH_REGISTRY_IMAGE (the image in it)
 #       CONTAINERS_CONF=... CONTAINERS_STORAGE_CONF=... CONTAINERS_REGISTRIES_CONF=...
 #                                     (for running the podman CLI against the same engine)
 #   scripts/podman-env.sh stop DIR    remove every container, stop both services, delete DIR
@@ -70,6 +72,12 @@ registry_answers() {
   curl -s -m 2 -o /dev/null -w '%{http_code}' "http://$registry/v2/" 2>/dev/null | grep -q '^200$'
 }
 
+auth_registry_answers() { # 401 without credentials, 200 with them
+  curl -s -m 2 -o /dev/null -w '%{http_code}' "http://$auth_registry/v2/" 2>/dev/null | grep -q '^401$' &&
+    curl -s -m 2 -o /dev/null -w '%{http_code}' -u "aiwm:$auth_password" "http://$auth_registry/v2/" 2>/dev/null |
+    grep -q '^200$'
+}
+
 wait_for() { # wait_for SECONDS WHAT CHECK...
   local secs=$1 what=$2 i
   shift 2
@@ -90,6 +98,10 @@ DOCKER_SOCKET=$dir/podman.sock
 REGISTRY=$registry
 TEST_IMAGE=localhost/aiwm-test-httpd:latest
 REGISTRY_IMAGE=$registry/aiwm/test-httpd:1
+AUTH_REGISTRY=$auth_registry
+AUTH_REGISTRY_USER=aiwm
+AUTH_REGISTRY_PASSWORD=$auth_password
+AUTH_REGISTRY_IMAGE=$auth_registry/aiwm/private-httpd:1
 CONTAINERS_CONF=$dir/containers.conf
 CONTAINERS_STORAGE_CONF=$dir/storage.conf
 CONTAINERS_REGISTRIES_CONF=$dir/registries.conf
@@ -99,7 +111,7 @@ EOF
 }
 
 write_configs() {
-  mkdir -p "$dir"/{storage,runroot,tmp,registry,networks,cache}
+  mkdir -p "$dir"/{storage,runroot,tmp,registry,auth-registry,networks,cache}
   # containers.conf: how Podman runs containers here.
   cat >"$dir/containers.conf" <<EOF
 [containers]
@@ -147,6 +159,10 @@ unqualified-search-registries = []
 [[registry]]
 location = "$registry"
 insecure = true
+
+[[registry]]
+location = "$auth_registry"
+insecure = true
 EOF
   # docker-registry (distribution 2.x): filesystem storage under DIR, loopback only.
   cat >"$dir/registry.yml" <<EOF
@@ -161,6 +177,18 @@ storage:
 http:
   addr: $registry
 EOF
+  # The same with basic authentication (bcrypt htpasswd).
+  sed -e "s#rootdirectory: $dir/registry#rootdirectory: $dir/auth-registry#" -e "s#addr: $registry#addr: $auth_registry#" \
+    "$dir/registry.yml" >"$dir/auth-registry.yml"
+  cat >>"$dir/auth-registry.yml" <<EOF
+auth:
+  htpasswd:
+    realm: aiwm-test
+    path: $dir/htpasswd
+EOF
+  [[ -s $dir/htpasswd ]] ||
+    python3 -W ignore -c 'import crypt,sys; print("aiwm:" + crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))' \
+      "$auth_password" >"$dir/htpasswd"
 }
 
 make_image_tar() {
@@ -198,12 +226,26 @@ start() {
     registry=127.0.0.1:$(free_port)
     echo "${registry#*:}" >"$dir/registry.port"
   fi
+  if [[ -s $dir/auth-registry.port ]]; then
+    auth_registry=127.0.0.1:$(cat "$dir/auth-registry.port")
+    auth_password=$(cat "$dir/auth-registry.password")
+  else
+    auth_registry=127.0.0.1:$(free_port)
+    echo "${auth_registry#*:}" >"$dir/auth-registry.port"
+    auth_password=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    echo "$auth_password" >"$dir/auth-registry.password"
+  fi
   write_configs
 
   if ! pid_alive "$dir/registry.pid" || ! registry_answers; then
     stop_pid "$dir/registry.pid"
     setsid docker-registry serve "$dir/registry.yml" >"$dir/registry.log" 2>&1 </dev/null &
     echo $! >"$dir/registry.pid"
+  fi
+  if ! pid_alive "$dir/auth-registry.pid" || ! auth_registry_answers; then
+    stop_pid "$dir/auth-registry.pid"
+    setsid docker-registry serve "$dir/auth-registry.yml" >"$dir/auth-registry.log" 2>&1 </dev/null &
+    echo $! >"$dir/auth-registry.pid"
   fi
   if ! pid_alive "$dir/podman.pid" || ! engine_answers; then
     stop_pid "$dir/podman.pid"
@@ -214,6 +256,7 @@ start() {
     echo $! >"$dir/podman.pid"
   fi
   wait_for 30 "docker-registry on $registry" registry_answers
+  wait_for 30 "docker-registry with authentication on $auth_registry" auth_registry_answers
   wait_for 30 "podman on $dir/podman.sock" engine_answers
 
   if ! podman_env image exists localhost/aiwm-test-httpd:latest; then
@@ -230,6 +273,13 @@ start() {
           "http://$registry/v2/aiwm/test-httpd/manifests/1") != 200 ]]; then
     podman_env push -q --tls-verify=false localhost/aiwm-test-httpd:latest "$registry/aiwm/test-httpd:1" >/dev/null
   fi
+  if [[ $(curl -s -o /dev/null -w '%{http_code}' -u "aiwm:$auth_password" \
+          -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+          -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+          "http://$auth_registry/v2/aiwm/private-httpd/manifests/1") != 200 ]]; then
+    podman_env push -q --tls-verify=false --creds "aiwm:$auth_password" localhost/aiwm-test-httpd:latest \
+      "$auth_registry/aiwm/private-httpd:1" >/dev/null
+  fi
   write_env
   cat "$dir/env"
 }
@@ -244,6 +294,7 @@ stop() {
   fi
   stop_pid "$dir/podman.pid"
   stop_pid "$dir/registry.pid"
+  stop_pid "$dir/auth-registry.pid"
   # A container the engine lost track of (its service killed mid-removal) can leave its shm
   # mount and its port-forwarding rules behind: remove the DNAT rules of this DIR's containers
   # (netavark tags them "podman id: <id>"), then the forwarding rules left without a jump, and

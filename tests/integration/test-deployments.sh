@@ -71,9 +71,12 @@ PIDS+=($!)
 for i in $(seq 1 50); do grep -q 'port' "$T/www.log" && break; sleep 0.1; done
 WWW_PORT=$(grep -o 'port [0-9]*' "$T/www.log" | head -1 | cut -d' ' -f2)
 
+# Registry credentials, wrong at first (the file is read again at each pull).
+auth_file() { printf '{"auths":{"http://%s/v1/":{"auth":"%s"}}}' "$AUTH_REGISTRY" "$(printf '%s:%s' "$AUTH_REGISTRY_USER" "$1" | base64 -w0)" >"$T/auth.json"; }
+auth_file wrong-password
 W=(CONTROLLER_WS_URL="$URL" NODE_TOKEN="$TOKEN" RECONNECT_DELAY=200 RECONNECT_DELAY_MAX=600
         DOCKER_SOCKET="$DOCKER_SOCKET" DEPLOY_BIND_IP=127.0.0.1 DEPLOY_HEALTH_TIMEOUT=8 DEPLOY_ORPHAN_GRACE=0
-        ALLOWED_IMAGE_REGISTRIES="localhost,$REGISTRY"
+        ALLOWED_IMAGE_REGISTRIES="localhost,$REGISTRY,$AUTH_REGISTRY" REGISTRY_AUTH_FILE="$T/auth.json"
         AIWM_NVML_PATH="$BUILD/fake-nvml/libnvidia-ml.so.1" AIWM_FAKE_NVML_FIXTURE="$AIWM_SRC/tests/fixtures/nvidia-smi/h100/load/nvml.txt"
         NVIDIA_SMI_PATH=/nonexistent HEARTBEAT_INTERVAL=1000)
 run_worker() {
@@ -135,6 +138,17 @@ check "remote model fetched into the cache" bash -c "cat $MODELS/deployments/rem
 insp2=$(dapi "/containers/$(field 'this.result.containerId' "$res")/json")
 check "remote model mounted read-only" test "$(field "this.Mounts.filter(m => m.Destination === '/model').map(m => m.RW + ':' + m.Source).join()" "$insp2")" = "false:$MODELS/deployments/remote"
 check "model.downloadProgress sent for the create's model" bash -c "CTL_OUT=\$(node $CTL_DIR/ctl.js events --node $NODE --type model.downloadProgress --since $S1 --url $CTL_URL --admin-token $ADMIN_TOKEN); grep -q completed <<<\"\$CTL_OUT\""
+
+# --- a private registry: credentials from REGISTRY_AUTH_FILE ---------------------------------
+PRIV="{\"modelId\":\"m1\",\"modelPath\":\"m1\",\"containerName\":\"aiwm-dpriv\",\"containerImage\":\"$AUTH_REGISTRY_IMAGE\",\"containerPort\":8000}"
+res=$(dep deployment.create dpriv "$PRIV" 60)
+check "private registry, wrong password: 2006 saying so" bash -c "test '$(field 'this.error.code' "$res")' = 2006 && grep -Eqi 'unauthorized|authentication' <<<'$(field 'this.error.message' "$res")'"
+auth_file "$AUTH_REGISTRY_PASSWORD"
+res=$(dep deployment.create dpriv "$PRIV" 60)
+check "private registry, right password (file re-read): pulled and running" test "$(field 'this.status' "$res")" = success
+res=$(dep deployment.delete dpriv '{"force":true}')
+check "private registry: deleted" test "$(field 'this.result.containerRemoved' "$res")" = true
+check "no registry password in the worker's log" bash -c "! grep -qF '$AUTH_REGISTRY_PASSWORD' '$T/w.log'"
 
 # --- a failing health check: 2006, container removed -----------------------------------------
 t0=$(date +%s)
