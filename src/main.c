@@ -279,7 +279,18 @@ static int agent_open_state(agent *a) {
         if (r < 0)
                 return r;
         {
-                model_cmd_config mc = { .model_cache_dir = a->cfg->model_cache_dir };
+                model_cmd_config mc = {
+                        .model_cache_dir = a->cfg->model_cache_dir,
+                        .hf_endpoint = a->cfg->hf_endpoint,
+                        .hf_token = a->cfg->hf_token,
+                        .s3_endpoint = a->cfg->s3_endpoint,
+                        .s3_access_key = a->cfg->s3_access_key,
+                        .s3_secret_key = a->cfg->s3_secret_key,
+                        .s3_region = a->cfg->s3_region,
+                        .max_parallel_files = a->cfg->model_max_parallel_files,
+                        .stall_timeout_s = a->cfg->model_stall_timeout_s,
+                        .retry_base_ms = a->cfg->model_retry_base_ms,
+                };
                 r = model_cmd_register(a->cmd, &mc);
                 if (r < 0) {
                         log_error("cannot open the model cache", "MODEL_CACHE_DIR", a->cfg->model_cache_dir,

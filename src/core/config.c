@@ -839,6 +839,61 @@ static int load_deploy(loader *l, config *cfg) {
         return r;
 }
 
+static void free_secret(char **v) {
+        if (*v)
+                explicit_bzero(*v, strlen(*v));
+        free(*v);
+        *v = NULL;
+}
+
+static int lookup_uint(loader *l, const char *key, int64_t min, int64_t max, unsigned *ret) {
+        char *v = NULL, tmp[72];
+        int64_t n;
+        int r = lookup(l, key, &v);
+
+        if (r < 0 || !v)
+                return r;
+        if (util_parse_i64(v, min, max, &n) < 0)
+                r = fail(l, key, "must be an integer from %lld to %lld, got \"%s\"", (long long)min, (long long)max,
+                         shown(v, tmp));
+        else
+                *ret = (unsigned)n;
+        free(v);
+        return r;
+}
+
+/* Model sources: the same names the model commands read from the
+ * environment, so that the .env file serves them too. */
+static int load_models(loader *l, config *cfg) {
+        static const char *const urls[] = { "HF_ENDPOINT", "S3_ENDPOINT" };
+        char **url_fields[] = { &cfg->hf_endpoint, &cfg->s3_endpoint };
+        char tmp[72];
+        size_t i;
+        int r = 0;
+
+        for (i = 0; i < 2 && r == 0; i++) {
+                r = lookup(l, urls[i], url_fields[i]);
+                if (r == 0 && *url_fields[i] && strncasecmp(*url_fields[i], "http://", 7) &&
+                    strncasecmp(*url_fields[i], "https://", 8))
+                        r = fail(l, urls[i], "must be an http(s) URL, got \"%s\"", shown(*url_fields[i], tmp));
+        }
+        if (r == 0)
+                r = lookup(l, "HF_TOKEN", &cfg->hf_token);
+        if (r == 0)
+                r = lookup(l, "S3_ACCESS_KEY", &cfg->s3_access_key);
+        if (r == 0)
+                r = lookup(l, "S3_SECRET_KEY", &cfg->s3_secret_key);
+        if (r == 0)
+                r = lookup(l, "S3_REGION", &cfg->s3_region);
+        if (r == 0)
+                r = lookup_uint(l, "MODEL_MAX_PARALLEL_FILES", 1, 64, &cfg->model_max_parallel_files);
+        if (r == 0)
+                r = lookup_uint(l, "MODEL_STALL_TIMEOUT", 1, 3600, &cfg->model_stall_timeout_s);
+        if (r == 0)
+                r = lookup_uint(l, "MODEL_RETRY_BASE_MS", 1, 60000, &cfg->model_retry_base_ms);
+        return r;
+}
+
 /* Reads --env-file or the default .env into l->env. */
 static int load_env_file(loader *l, config *cfg) {
         const char *path = l->src->env_file;
@@ -891,6 +946,8 @@ int config_load(const config_source *src, config **ret_cfg, char *err, size_t er
                 r = load_misc(&l, cfg);
         if (r == 0)
                 r = load_deploy(&l, cfg);
+        if (r == 0)
+                r = load_models(&l, cfg);
         if (r == -ENOMEM)
                 set_err(err, errlen, "out of memory reading the configuration");
         if (r == 0) {
@@ -934,6 +991,12 @@ config *config_free(config *cfg) {
         free(cfg->deploy_bind_ip);
         free(cfg->deploy_endpoint_host);
         free(cfg->registry_auth_file);
+        free(cfg->hf_endpoint);
+        free_secret(&cfg->hf_token);
+        free(cfg->s3_endpoint);
+        free_secret(&cfg->s3_access_key);
+        free_secret(&cfg->s3_secret_key);
+        free(cfg->s3_region);
         for (i = 0; i < cfg->n_allowed_registries; i++)
                 free(cfg->allowed_registries[i]);
         free(cfg->allowed_registries);
@@ -985,6 +1048,12 @@ json_t *config_to_json(const config *cfg) {
         bad |= json_object_set_new(o, "DEPLOY_HEALTH_TIMEOUT", json_integer(cfg->deploy_health_timeout_s));
         bad |= json_object_set_new(o, "DEPLOY_ORPHAN_GRACE", json_integer(cfg->deploy_orphan_grace_s));
         bad |= json_object_set_new(o, "REGISTRY_AUTH_FILE", str_or_null(cfg->registry_auth_file));
+        bad |= json_object_set_new(o, "HF_ENDPOINT", str_or_null(cfg->hf_endpoint));
+        bad |= json_object_set_new(o, "HF_TOKEN", cfg->hf_token ? json_string("[redacted]") : json_null());
+        bad |= json_object_set_new(o, "S3_ENDPOINT", str_or_null(cfg->s3_endpoint));
+        bad |= json_object_set_new(o, "S3_ACCESS_KEY", cfg->s3_access_key ? json_string("[redacted]") : json_null());
+        bad |= json_object_set_new(o, "S3_SECRET_KEY", cfg->s3_secret_key ? json_string("[redacted]") : json_null());
+        bad |= json_object_set_new(o, "S3_REGION", str_or_null(cfg->s3_region));
         {
                 json_t *regs = json_array();
                 for (i = 0; regs && i < cfg->n_allowed_registries; i++)

@@ -40,6 +40,10 @@
  *   DEPLOY_ENDPOINT_HOST     unset: the node's IP address; host name or IP for endpoints
  *   DEPLOY_HEALTH_TIMEOUT    300 s (1..86400): start to healthy, else failed
  *   DEPLOY_ORPHAN_GRACE      300 s (0..86400): age before an orphan is removed
+ *   HF_ENDPOINT, HF_TOKEN, S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION
+ *                            model sources (strings; tokens and keys are secrets)
+ *   MODEL_MAX_PARALLEL_FILES 4 (1..64)   MODEL_STALL_TIMEOUT 60 s (1..3600)
+ *   MODEL_RETRY_BASE_MS      500 (1..60000)
  *   REGISTRY_AUTH_FILE       unset; a readable Docker config.json with registry credentials
  *   ALLOWED_IMAGE_REGISTRIES unset: any; comma-separated registries (host[:port]
  *                            or host/path prefixes; docker.io for Docker Hub)
@@ -122,6 +126,11 @@ typedef struct config {
         int64_t deploy_health_timeout_s;
         int64_t deploy_orphan_grace_s;
         char *registry_auth_file;     /* NULL when unset */
+        char *hf_endpoint, *hf_token;  /* NULL when unset; hf_token secret */
+        char *s3_endpoint, *s3_access_key, *s3_secret_key, *s3_region; /* NULL when unset; keys secret */
+        unsigned model_max_parallel_files; /* 0: unset (default) */
+        unsigned model_stall_timeout_s;
+        unsigned model_retry_base_ms;
         char **allowed_registries;    /* n_allowed_registries; none: any */
         size_t n_allowed_registries;
         char *env_file;               /* the .env file read, NULL when none */

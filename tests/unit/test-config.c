@@ -592,6 +592,80 @@ static void test_to_json(void **state) {
         config_free(c);
 }
 
+/* Deployment and model-source keys: values, defaults, errors naming the
+ * key, secrets redacted in the JSON view. */
+static void test_deploy_and_models(void **state) {
+        env e = { { "NODE_TOKEN", TOKEN, "DEPLOY_GPU_MODE", "cdi", "DEPLOY_NETWORK", "host", "DEPLOY_BIND_IP",
+                    "10.0.0.5", "DEPLOY_HEALTH_TIMEOUT", "60", "DEPLOY_ORPHAN_GRACE", "0", "ALLOWED_IMAGE_REGISTRIES",
+                    " nvcr.io , ghcr.io/acme,,localhost:5000 ", "HF_ENDPOINT", "https://hf-mirror.example",
+                    "HF_TOKEN", "hf_secret", "S3_ACCESS_KEY", "AKIA", "S3_SECRET_KEY", "s3secret",
+                    "MODEL_STALL_TIMEOUT", "30", NULL } };
+        config *cfg = NULL;
+        char err[256] = "", *txt;
+        json_t *j;
+        (void)state;
+
+        assert_int_equal(load(&e, &cfg, err, sizeof err), 0);
+        assert_string_equal(cfg->deploy_gpu_mode, "cdi");
+        assert_true(cfg->deploy_host_network);
+        assert_string_equal(cfg->deploy_bind_ip, "10.0.0.5");
+        assert_int_equal(cfg->deploy_health_timeout_s, 60);
+        assert_int_equal(cfg->deploy_orphan_grace_s, 0);
+        assert_int_equal(cfg->n_allowed_registries, 3);
+        assert_string_equal(cfg->allowed_registries[1], "ghcr.io/acme");
+        assert_string_equal(cfg->allowed_registries[2], "localhost:5000");
+        assert_string_equal(cfg->hf_endpoint, "https://hf-mirror.example");
+        assert_string_equal(cfg->hf_token, "hf_secret");
+        assert_int_equal(cfg->model_stall_timeout_s, 30);
+        assert_int_equal(cfg->model_max_parallel_files, 0); /* unset: the module's default */
+        j = config_to_json(cfg);
+        txt = json_dumps(j, JSON_COMPACT);
+        assert_null(strstr(txt, "hf_secret"));
+        assert_null(strstr(txt, "s3secret"));
+        assert_null(strstr(txt, "AKIA"));
+        assert_non_null(strstr(txt, "\"ALLOWED_IMAGE_REGISTRIES\":[\"nvcr.io\",\"ghcr.io/acme\",\"localhost:5000\"]"));
+        free(txt);
+        json_decref(j);
+        cfg = config_free(cfg);
+
+        /* defaults */
+        {
+                env d = { { "NODE_TOKEN", TOKEN, NULL } };
+                assert_int_equal(load(&d, &cfg, err, sizeof err), 0);
+                assert_string_equal(cfg->deploy_gpu_mode, "device-requests");
+                assert_false(cfg->deploy_host_network);
+                assert_null(cfg->deploy_bind_ip);
+                assert_int_equal(cfg->deploy_health_timeout_s, 300);
+                assert_int_equal(cfg->deploy_orphan_grace_s, 300);
+                assert_int_equal(cfg->n_allowed_registries, 0);
+                assert_null(cfg->registry_auth_file);
+                cfg = config_free(cfg);
+        }
+        /* each error names its key */
+        {
+                static const char *const bad[][3] = {
+                        { "DEPLOY_GPU_MODE", "mig", "DEPLOY_GPU_MODE:" },
+                        { "DEPLOY_NETWORK", "overlay", "DEPLOY_NETWORK:" },
+                        { "DEPLOY_BIND_IP", "eth0", "DEPLOY_BIND_IP:" },
+                        { "DEPLOY_ENDPOINT_HOST", "a b", "DEPLOY_ENDPOINT_HOST:" },
+                        { "DEPLOY_HEALTH_TIMEOUT", "0", "DEPLOY_HEALTH_TIMEOUT:" },
+                        { "DEPLOY_ORPHAN_GRACE", "soon", "DEPLOY_ORPHAN_GRACE:" },
+                        { "ALLOWED_IMAGE_REGISTRIES", "a b", "ALLOWED_IMAGE_REGISTRIES:" },
+                        { "REGISTRY_AUTH_FILE", "/nonexistent/config.json", "REGISTRY_AUTH_FILE:" },
+                        { "HF_ENDPOINT", "ftp://x", "HF_ENDPOINT:" },
+                        { "MODEL_MAX_PARALLEL_FILES", "65", "MODEL_MAX_PARALLEL_FILES:" },
+                        { "MODEL_STALL_TIMEOUT", "-1", "MODEL_STALL_TIMEOUT:" },
+                };
+                size_t i;
+                for (i = 0; i < sizeof bad / sizeof *bad; i++) {
+                        env b = { { "NODE_TOKEN", TOKEN, bad[i][0], bad[i][1], NULL } };
+                        err[0] = 0;
+                        assert_int_equal(load(&b, &cfg, err, sizeof err), -EINVAL);
+                        assert_true(strncmp(err, bad[i][2], strlen(bad[i][2])) == 0);
+                }
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_defaults),
@@ -605,6 +679,7 @@ int main(void) {
                 cmocka_unit_test(test_controller_url),
                 cmocka_unit_test(test_parse_ws_url),
                 cmocka_unit_test(test_to_json),
+                cmocka_unit_test(test_deploy_and_models),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
