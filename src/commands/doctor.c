@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/jwt.h"
+#include "docker/docker.h"
 #include "core/util.h"
 #include "hardware/gpu.h"
 #include "protocol/session.h"
@@ -146,13 +148,34 @@ out:
         loop_run_once(l, 0);
 }
 
-static void check_docker(doctor *d, const config *cfg) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        struct timeval tv = { .tv_sec = 3 };
-        char msg[512], reply[512];
-        ssize_t n;
-        int fd;
-        static const char req[] = "GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n";
+typedef struct docker_wait {
+        loop *l;
+        bool done;
+        int err;
+        char message[300];
+} docker_wait;
+
+static void docker_probed(docker_op *op, const docker_reply *rep, void *ud) {
+        docker_wait *w = ud;
+        (void)op;
+        w->done = true;
+        w->err = rep->err;
+        util_strlcpy(w->message, rep->message ? rep->message : "", sizeof w->message);
+        loop_stop(w->l);
+}
+
+static void docker_timeout(loop_timer *t, void *ud) {
+        (void)t;
+        loop_stop(((docker_wait *)ud)->l);
+}
+
+/* The same client the daemon uses: negotiation (GET /version) and /info. */
+static void check_docker(doctor *d, const config *cfg, loop *l) {
+        docker_options o = { .socket = cfg->docker_socket, .timeout_ms = 10000 };
+        docker_wait w = { .l = l };
+        loop_timer *t = NULL;
+        docker *dk = NULL;
+        char msg[700];
 
         if (access(cfg->docker_socket, F_OK) < 0) {
                 snprintf(msg, sizeof msg, "%s does not exist", cfg->docker_socket);
@@ -164,28 +187,36 @@ static void check_docker(doctor *d, const config *cfg) {
                 line(d, "FAIL", "docker", msg, "add the worker's user to the docker group");
                 return;
         }
-        util_strlcpy(sa.sun_path, cfg->docker_socket, sizeof sa.sun_path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-                snprintf(msg, sizeof msg, "%s: %s", cfg->docker_socket, strerror(errno));
-                line(d, "FAIL", "docker", msg, "start the Docker daemon");
-                if (fd >= 0)
-                        close(fd);
-                return;
+        if (docker_new(l, &o, &dk) < 0 || loop_timer_new(l, docker_timeout, &w, &t) < 0 ||
+            docker_probe(dk, docker_probed, &w, NULL) < 0) {
+                line(d, "FAIL", "docker", "out of memory", NULL);
+                goto out;
         }
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        n = write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1) ? read(fd, reply, sizeof reply - 1) : -1;
-        close(fd);
-        if (n > 0) {
-                reply[n] = 0;
-                if (strstr(reply, " 200 ")) {
-                        snprintf(msg, sizeof msg, "%s answers the Engine API", cfg->docker_socket);
+        loop_timer_arm(t, 12000);
+        loop_run(l);
+        if (!w.done || w.err < 0) {
+                snprintf(msg, sizeof msg, "%s: %s", cfg->docker_socket,
+                         !w.done ? "no answer within 12 s" : *w.message ? w.message : strerror(-w.err));
+                line(d, "FAIL", "docker", msg, "start (or restart) the container engine");
+        } else {
+                const docker_version *v = docker_get_version(dk);
+                const docker_info *i = docker_get_info(dk);
+                bool want_nvidia = cfg->deploy_gpu_mode && !strcasecmp(cfg->deploy_gpu_mode, "nvidia-runtime");
+                snprintf(msg, sizeof msg, "%s: %s %s, API 1.%u, %lld containers (%lld running)%s", cfg->docker_socket,
+                         docker_runtime_name(v->runtime), v->version, docker_api_minor(dk),
+                         i ? (long long)i->containers : 0LL, i ? (long long)i->containers_running : 0LL,
+                         i && i->nvidia_runtime ? ", nvidia runtime" : "");
+                if (want_nvidia && !(i && i->nvidia_runtime))
+                        line(d, "WARN", "docker", msg,
+                             "DEPLOY_GPU_MODE=nvidia-runtime but the engine has no nvidia runtime: install the "
+                             "NVIDIA Container Toolkit, or use device-requests / cdi");
+                else
                         line(d, "OK", "docker", msg, NULL);
-                        return;
-                }
         }
-        snprintf(msg, sizeof msg, "%s: no valid answer to GET /_ping", cfg->docker_socket);
-        line(d, "FAIL", "docker", msg, "restart the Docker daemon");
+out:
+        docker_free(dk);
+        loop_timer_free(t);
+        loop_run_once(l, 0);
 }
 
 typedef struct gpu_wait {
@@ -269,7 +300,7 @@ int doctor_run(const config *cfg, loop *l, FILE *out) {
         line(&d, "OK", "configuration", msg, NULL);
         check_token(&d, cfg);
         check_controller(&d, cfg, l);
-        check_docker(&d, cfg);
+        check_docker(&d, cfg, l);
         check_gpus(&d, cfg, l);
         check_dir(&d, "STATE_DIR", cfg->state_dir);
         check_dir(&d, "MODEL_CACHE_DIR", cfg->model_cache_dir);
