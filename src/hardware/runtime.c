@@ -8,6 +8,7 @@
 
 #include "core/http.h"
 #include "core/util.h"
+#include "docker/docker.h"
 
 struct runtime_probe {
         loop *l;
@@ -46,59 +47,40 @@ static int docker_get(runtime_probe *p, const char *path, http_done_cb done) {
         return http_request_start(p->http, &o, done, p, &p->docker_req);
 }
 
-static void copy_str(json_t *o, const char *key, char *dst, size_t size) {
-        json_t *v = json_object_get(o, key);
-        if (json_is_string(v))
-                util_strlcpy(dst, json_string_value(v), size);
-}
-
+/* The answers are parsed by src/docker's parsers, the ones the deployment
+ * client uses: the same engine detection (Podman names itself in
+ * Components / Platform) and root directory (Podman: Store.GraphRoot). */
 static void on_version(http_request *req, const http_result *res, void *ud) {
         runtime_probe *p = ud;
-        json_t *j = res->err == 0 && res->status == 200 && res->body->data ? json_loads(res->body->data, 0, NULL) : NULL;
-        json_t *comps, *c;
-        size_t i;
+        docker_version v;
+        (void)req;
 
         p->docker_req = NULL;
         p->version_done = true;
-        if (!j) {
+        if (res->err < 0 || res->status != 200 || !res->body->data ||
+            docker_version_parse(res->body->data, res->body->len, &v) < 0) {
                 p->available = false;
                 p->info_done = true;
                 docker_step(p);
                 return;
         }
         p->available = true;
-        copy_str(j, "Version", p->version, sizeof p->version);
-        util_strlcpy(p->type, "docker", sizeof p->type);
-        /* Podman's compat API names itself in Components[].Name. */
-        comps = json_object_get(j, "Components");
-        json_array_foreach(comps, i, c) {
-                const char *n = json_string_value(json_object_get(c, "Name"));
-                if (n && strstr(n, "Podman"))
-                        util_strlcpy(p->type, "podman", sizeof p->type);
-        }
-        {
-                const char *pn = json_string_value(json_object_get(json_object_get(j, "Platform"), "Name"));
-                if (pn && strstr(pn, "Podman"))
-                        util_strlcpy(p->type, "podman", sizeof p->type);
-        }
-        json_decref(j);
+        util_strlcpy(p->version, v.version, sizeof p->version);
+        util_strlcpy(p->type, v.runtime == DOCKER_RUNTIME_PODMAN ? "podman" : "docker", sizeof p->type);
         docker_step(p);
 }
 
 static void on_info(http_request *req, const http_result *res, void *ud) {
         runtime_probe *p = ud;
-        json_t *j = res->err == 0 && res->status == 200 && res->body->data ? json_loads(res->body->data, 0, NULL) : NULL;
+        docker_info *i = NULL;
+        (void)req;
 
         p->docker_req = NULL;
         p->info_done = true;
-        if (!j) {
-                docker_step(p);
-                return;
-        }
-        copy_str(j, "DockerRootDir", p->root_dir, sizeof p->root_dir);
-        if (!p->root_dir[0])
-                copy_str(json_object_get(j, "Store"), "GraphRoot", p->root_dir, sizeof p->root_dir);
-        json_decref(j);
+        if (res->err == 0 && res->status == 200 && res->body->data && (i = calloc(1, sizeof *i)) &&
+            docker_info_parse(res->body->data, res->body->len, i) == 0)
+                util_strlcpy(p->root_dir, i->root_dir, sizeof p->root_dir);
+        free(i);
         docker_step(p);
 }
 
