@@ -139,6 +139,11 @@ insp2=$(dapi "/containers/$(field 'this.result.containerId' "$res")/json")
 check "remote model mounted read-only" test "$(field "this.Mounts.filter(m => m.Destination === '/model').map(m => m.RW + ':' + m.Source).join()" "$insp2")" = "false:$MODELS/deployments/remote"
 check "model.downloadProgress sent for the create's model" bash -c "CTL_OUT=\$(node $CTL_DIR/ctl.js events --node $NODE --type model.downloadProgress --since $S1 --url $CTL_URL --admin-token $ADMIN_TOKEN); grep -q completed <<<\"\$CTL_OUT\""
 
+res=$(send --type model.delete --resource '{"type":"model","id":"remote"}' --data '{}' --wait 20 --print data 2>/dev/null || true)
+check "model.delete of a model a running deployment mounts: 2007 with usedBy" test "$(field "this.error.code + ':' + JSON.stringify(this.error.details.usedBy)" "$res")" = '2007:["d2"]'
+res=$(send --type model.list --resource '{"type":"model","id":"remote"}' --data '{}' --wait 20 --print data 2>/dev/null || true)
+check "model.list: usedBy names the deployment" test "$(field "JSON.stringify(this.result.models[0].usedBy)" "$res")" = '["d2"]'
+
 # --- a private registry: credentials from REGISTRY_AUTH_FILE ---------------------------------
 PRIV="{\"modelId\":\"m1\",\"modelPath\":\"m1\",\"containerName\":\"aiwm-dpriv\",\"containerImage\":\"$AUTH_REGISTRY_IMAGE\",\"containerPort\":8000}"
 res=$(dep deployment.create dpriv "$PRIV" 60)
