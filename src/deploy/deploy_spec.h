@@ -8,8 +8,8 @@
  *
  * Every container this worker creates carries the labels
  *   aiwm.managed=true, aiwm.deployment.id, aiwm.node.id, aiwm.model.id,
- *   aiwm.gpu.uuid (GPU deployments), aiwm.host.port, aiwm.spec (sha256 of
- *   the spec, to notice drift)
+ *   aiwm.gpu.uuid (GPU deployments), and aiwm.spec (sha256 of the spec)
+ *   when the caller passes one
  * and is never privileged; its only host mount is the model, read-only, at
  * DEPLOY_MODEL_MOUNT, with MODEL_PATH set to it. */
 #pragma once
@@ -27,7 +27,6 @@
 #define DEPLOY_LABEL_NODE "aiwm.node.id"
 #define DEPLOY_LABEL_MODEL "aiwm.model.id"
 #define DEPLOY_LABEL_GPU "aiwm.gpu.uuid"
-#define DEPLOY_LABEL_HOST_PORT "aiwm.host.port"
 #define DEPLOY_LABEL_SPEC "aiwm.spec"
 
 /* How a GPU is given to the container (DEPLOY_GPU_MODE). */

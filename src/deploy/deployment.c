@@ -471,11 +471,6 @@ static void op_finish(dep *d) {
         d->err_details = NULL;
         d->err_code[0] = 0;
         if (d->gone && !d->queue) {
-                qjob *q;
-                while ((q = d->queue)) {
-                        d->queue = q->next;
-                        free(q);
-                }
                 dep_unlink(d);
                 dep_free(d);
                 return;
@@ -570,7 +565,6 @@ static void create_failed(dep *d) {
                 create_fail_cleanup(d);
                 return;
         }
-        d->health[0] = 0;
         util_strlcpy(d->health, "unknown", sizeof d->health);
         set_status(d, "failed", d->op == OP_RECOVER ? "recovery_failed" : "deployment_failed", "error", d->err_msg);
         job_fail(d);
@@ -1036,10 +1030,6 @@ static int pull_image(dep *d, const char *image, docker_pull_cb progress, docker
         pull_auth_done(&pa);
         return r;
 }
-
-typedef struct pull_state {
-        uint64_t last_emit;
-} pull_state;
 
 static void pull_progress(docker_op *op, const docker_pull_event *ev, void *ud) {
         dep *d = ud;
@@ -1548,10 +1538,6 @@ static void stopped_cb(docker_op *op, const docker_reply *rep, void *ud) {
         }
         if (rep->err == -ENOENT)
                 d->cid[0] = 0;
-        if (d->op == OP_DELETE) {
-                /* continue in delete_after_stop() */
-                return;
-        }
         util_strlcpy(d->health, "unknown", sizeof d->health);
         set_status(d, "stopped", "container_stopped", "info", d->stop_force ? "killed" : "stopped");
         util_iso_now(iso);
@@ -1892,12 +1878,6 @@ static int create_start(cmd_job *job) {
                 return -ENOMEM;
         create_begin(d, job);
         return 0;
-}
-
-/* A create cut short by a restart of the worker runs again: a container it
- * left under the same name is this deployment's and is replaced. */
-static int create_resume(cmd_job *job) {
-        return create_start(job);
 }
 
 static dep *dep_for(cmd_job *job) {
@@ -2708,7 +2688,7 @@ int deploy_register(cmd_engine *e, const deploy_config *cfg, deploy_mgr **ret) {
         {
                 const cmd_handler hs[] = {
                         { .type = "deployment.create", .validate = v_create, .start = create_start,
-                          .resume = create_resume, .cancel = dep_job_cancel, .ctx = m, .ctx_free = mgr_free },
+                          .resume = create_start, /* a create cut short by a restart runs again; its leftover is replaced */ .cancel = dep_job_cancel, .ctx = m, .ctx_free = mgr_free },
                         { .type = "deployment.stop", .validate = v_stop, .start = stop_start, .cancel = dep_job_cancel,
                           .ctx = m },
                         { .type = "deployment.restart", .validate = v_restart, .start = restart_start,
